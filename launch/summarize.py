@@ -1,0 +1,67 @@
+r"""One Markdown row per finished workdir: groups found, totals, and (with ground truth)
+how cleanly the gains separate the planted groups.
+
+  python -m launch.summarize --workdirs=runs/s0,runs/s1 [--method=principled]
+
+Columns: the method's groups match the ground truth; its total test loss next to
+STL's and MTL-all's; and ``separation``, the smallest over target tasks j of
+(the lowest gain j receives from its own planted group) − (the highest gain j
+receives from any other group), read from gains.json. Positive means every
+column ranks all same-group sources above all others.
+"""
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from launch import common
+from tgroup import io
+from tgroup.errors import UserError
+from tgroup.gains import Gains
+
+_WORKDIRS = flags.DEFINE_list("workdirs", [], "Workdirs written by a launcher.")
+_METHOD = flags.DEFINE_string("method", "principled", "Method whose groups are summarised.")
+
+
+def separation(gains: Gains, groups) -> float:
+  """min over targets j of (min own-group gain onto j) − (max other-group gain onto j)."""
+  label = {t: k for k, g in enumerate(groups) for t in g}
+  own = np.array([[label[a] == label[b] for b in gains.tasks] for a in gains.tasks])
+  g = gains.gains
+  return float(min(g[own[:, j], j].min() - g[~own[:, j], j].max()
+                   for j in range(len(gains.tasks)) if (~own[:, j]).any()))
+
+
+def row(workdir: str, method: str) -> str:
+  report = io.read_json(os.path.join(workdir, "report.json"))
+  methods = report["methods"]
+  if method not in methods:
+    raise UserError(f"{workdir}: method {method!r} not in report ({', '.join(methods)})")
+  entry = methods[method]
+  total = lambda name: (f"{methods[name]['total_test_loss']:.4f}" if name in methods else "n/a")
+  truth = report.get("ground_truth_groups")
+  sep = match = "n/a"
+  if truth is not None:
+    match = str(sorted(map(sorted, entry["groups"])) == sorted(map(sorted, truth)))
+    gains_path = os.path.join(workdir, f"gains_{entry.get('measure', method)}.json")
+    if os.path.exists(gains_path):
+      sep = f"{separation(Gains.load(gains_path), truth):+.4f}"
+  groups = " ".join("{" + ",".join(g) + "}" for g in entry["groups"])
+  return (f"| {workdir} | {groups} | {match} | {entry['total_test_loss']:.4f} | {total('stl')} | "
+          f"{total('mtl_all')} | {entry['delta_m']:+.2f} | {sep} |")
+
+
+def main(argv):
+  del argv
+  if not _WORKDIRS.value:
+    raise UserError("--workdirs needs at least one directory")
+  print(f"| workdir | {_METHOD.value} groups | = ground truth | total test loss | STL | "
+        "MTL-all | Δm (%) | separation |")
+  print("|---|---|---|---|---|---|---|---|")
+  for wd in _WORKDIRS.value:
+    print(row(wd, _METHOD.value))
+
+
+if __name__ == "__main__":
+  common.run(main)

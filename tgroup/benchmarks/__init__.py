@@ -1,0 +1,1 @@
+"""Benchmarks: each is a function returning a :class:`tgroup.tasks.TaskSet`."""

@@ -1,0 +1,186 @@
+"""One collection step as a pure function: per-task gradients, lookaheads, gains.
+
+Per step and batch B, with the current parameters θ and optimizer state o:
+
+1. one reverse pass gives the losses L(θ) and, vmapped over one-hot cotangents,
+   the s-row Jacobian of the drawn tasks' losses (one gradient per task);
+2. for every combination row w, the gradient ``w @ J`` goes through the real
+   ``optimizer.update`` from o, giving θ⁺, and one forward pass gives L(θ⁺) for
+   every task; the new optimizer state is dropped, so the training state never
+   changes;
+3. the ratios L(θ⁺)/L(θ) become the gains of each requested measure (DESIGN §2):
+
+   - principled: ``s[i, j] = 1 − L_j(θ⁺_{i,j}) / L_j(θ)``, the diagonal from the
+     self-pair {j, j} (a step of the same size made only of j's gradient);
+   - principled_marginal: ``(L_j(θ⁺_j) − L_j(θ⁺_{i,j})) / L_j(θ)``, off-diagonal;
+   - tag: ``1 − L_j(θ_s⁺|i, θ_j) / L_j(θ)``, a step of the shared trunk only.
+
+Combinations run under ``lax.map`` (CPU: vmap copies the weights once per
+combination) or ``vmap`` (accelerators), chosen by ``strategy``.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tgroup.gains import combinations
+
+
+class GainSums(NamedTuple):
+  """Running sums and per-entry counts of one measure, both ``(m, m)``."""
+  sums: jax.Array
+  counts: jax.Array
+
+
+class CollectorState(NamedTuple):
+  """Everything collection carries between steps (a plain pytree)."""
+  key: jax.Array
+  draws: jax.Array                 # (m,) how often each task was drawn
+  measures: dict[str, GainSums]
+
+
+def init_collector(key: jax.Array, num_tasks: int, measures) -> CollectorState:
+  zeros = lambda dtype: jnp.zeros((num_tasks, num_tasks), dtype)
+  # Default float dtype: float32, or float64 under jax.enable_x64 (the exact tests).
+  return CollectorState(key, jnp.zeros(num_tasks, jnp.int32),
+                        {name: GainSums(zeros(float), zeros(jnp.int32)) for name in measures})
+
+
+def resolve_strategy(strategy: str) -> str:
+  """``auto`` is ``map`` on CPU and ``vmap`` on accelerators."""
+  if strategy == "auto":
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+  if strategy not in ("map", "vmap"):
+    raise ValueError(f"strategy must be auto, map or vmap, got {strategy!r}")
+  return strategy
+
+
+def draw_tasks(key: jax.Array, draws: jax.Array, s: int, bias: str) -> jax.Array:
+  """``s`` distinct task indices, sorted.
+
+  ``uniform`` draws every subset of size s equally often; ``rare`` draws without
+  replacement with probability proportional to ``1 / (1 + draws − min(draws))``
+  (Gumbel top-k), so tasks drawn less often so far catch up.
+  """
+  m = draws.shape[0]
+  if s == m:
+    return jnp.arange(m)
+  if bias == "uniform":
+    logits = jnp.zeros(m)
+  elif bias == "rare":
+    logits = -jnp.log1p((draws - draws.min()).astype(jnp.float32))
+  else:
+    raise ValueError(f"bias must be uniform or rare, got {bias!r}")
+  _, idx = jax.lax.top_k(logits + jax.random.gumbel(key, (m,)), s)
+  return jnp.sort(idx)
+
+
+def lookahead_losses(losses_fn: Callable[[Any], jax.Array], optimizer: optax.GradientTransformation,
+                     params, opt_state, jac, weights: np.ndarray, *, step_mask=None,
+                     strategy: str = "map", map_batch_size: int | None = None) -> jax.Array:
+  """Task losses after one real optimizer step per combination row.
+
+  Args:
+    losses_fn: ``params -> (m,)`` task losses on the batch.
+    optimizer: the training optax transformation.
+    params, opt_state: the current training state (not modified).
+    jac: pytree like params with a leading axis of s per-task gradients.
+    weights: ``(k, s)`` combination rows.
+    step_mask: optional pytree of Python bools; False leaves keep their value
+      (TAG steps only the shared trunk).
+    strategy: ``map`` (``lax.map``) or ``vmap``.
+    map_batch_size: ``lax.map`` batch size (vmapped chunks), None for one at a time.
+
+  Returns:
+    ``(k, m)`` losses L(θ⁺) of every task after each combination's step.
+  """
+  def one(w):
+    grads = jax.tree.map(lambda j: jnp.tensordot(w, j, axes=1), jac)
+    updates, _ = optimizer.update(grads, opt_state, params)
+    if step_mask is not None:
+      updates = jax.tree.map(lambda u, keep: u if keep else jnp.zeros_like(u), updates, step_mask)
+    return losses_fn(optax.apply_updates(params, updates))
+
+  weights = jnp.asarray(weights)
+  if strategy == "map":
+    return jax.lax.map(one, weights, batch_size=map_batch_size)
+  return jax.vmap(one)(weights)
+
+
+def per_task_gradients(losses_fn, params, task_idx: jax.Array, num_tasks: int):
+  """Losses ``(m,)`` and the Jacobian rows of tasks ``task_idx``: one forward pass."""
+  losses, vjp = jax.vjp(losses_fn, params)
+  cotangents = jax.nn.one_hot(task_idx, num_tasks, dtype=losses.dtype)
+  (jac,) = jax.vmap(vjp)(cotangents)
+  return losses, jac
+
+
+def step_gains(ratios_full: jax.Array, ratios_shared: jax.Array, idx: jax.Array,
+               lay: combinations.Layout, measures) -> dict[str, tuple[jax.Array, np.ndarray]]:
+  """Per-step gains on the drawn tasks: measure -> ((s, s) values, (s, s) 0/1 collected).
+
+  ``ratios_*`` are ``L(θ⁺)/L(θ)`` of shape ``(k, m)``; entry [a, b] of the result
+  is what drawn task b receives from drawn task a.
+  """
+  s = lay.s
+  target = np.arange(s)[None, :]
+  off_diag = 1 - np.eye(s, dtype=np.int32)
+  out = {}
+  if lay.full_weights.shape[0]:
+    r = ratios_full[:, idx]                      # (k, s): targets restricted to drawn tasks
+  if "principled" in measures:
+    out["principled"] = (1.0 - r[lay.pair_or_self, target], np.ones((s, s), np.int32))
+  if "principled_marginal" in measures:
+    pair = np.where(off_diag == 1, lay.pair_or_self, 0)  # diagonal is not collected
+    out["principled_marginal"] = (
+        (r[lay.single[None, :], target] - r[pair, target]) * off_diag, off_diag)
+  if "tag" in measures:
+    out["tag"] = (1.0 - ratios_shared[:, idx], np.ones((s, s), np.int32))
+  return out
+
+
+def make_collect_step(taskset, measures, *, sample_tasks: int | None = None,
+                      sample_bias: str = "uniform", strategy: str = "auto",
+                      map_batch_size: int | None = None):
+  """``collect_step(cstate, params, opt_state, batch) -> cstate``, a pure function to jit.
+
+  Args:
+    taskset: the problem (losses, optimizer, shared-parameter mask).
+    measures: names among :data:`tgroup.gains.combinations.MEASURES`.
+    sample_tasks: draw this many tasks per step (None: all).
+    sample_bias: ``uniform`` or ``rare`` (see :func:`draw_tasks`).
+    strategy: ``auto``, ``map`` or ``vmap``.
+    map_batch_size: see :func:`lookahead_losses`.
+  """
+  m = taskset.num_tasks
+  s = m if sample_tasks is None else sample_tasks
+  measures = tuple(measures)
+  lay = combinations.layout(s, measures)
+  strategy = resolve_strategy(strategy)
+  optimizer = taskset.optimizer
+
+  def collect_step(cstate: CollectorState, params, opt_state, batch) -> CollectorState:
+    key, draw_key = jax.random.split(cstate.key)
+    idx = draw_tasks(draw_key, cstate.draws, s, sample_bias)
+    losses_fn = lambda p: taskset.task_losses(p, batch)
+    losses, jac = per_task_gradients(losses_fn, params, idx, m)
+    run = lambda w, mask: lookahead_losses(losses_fn, optimizer, params, opt_state, jac, w,
+                                           step_mask=mask, strategy=strategy,
+                                           map_batch_size=map_batch_size) / losses
+    ratios_full = run(lay.full_weights, None) if len(lay.full_weights) else None
+    ratios_shared = (run(lay.shared_weights, taskset.shared_mask(params))
+                     if len(lay.shared_weights) else None)
+    new = dict(cstate.measures)
+    grid = (idx[:, None], idx[None, :])
+    for name, (values, collected) in step_gains(ratios_full, ratios_shared, idx, lay,
+                                                measures).items():
+      acc = cstate.measures[name]
+      new[name] = GainSums(acc.sums.at[grid].add(values * collected),
+                           acc.counts.at[grid].add(collected))
+    return CollectorState(key, cstate.draws.at[idx].add(1), new)
+
+  return collect_step

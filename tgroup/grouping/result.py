@@ -1,0 +1,120 @@
+"""The answer of a grouping, in task names, and its groups.json form."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from tgroup.errors import UserError
+
+STATUSES = ("optimal", "feasible")
+CANDIDATE_KINDS = ("all", "generated")
+
+
+def canonical_groups(
+    tasks: Sequence[str], groups: Sequence[Sequence[str]]
+) -> tuple[tuple[tuple[str, ...], ...], list[int]]:
+  """Groups in the canonical order, and where each input group went.
+
+  Each group's tasks follow task order; groups are sorted by their task
+  indices (so by first task, ties broken by the next ones).
+
+  Returns:
+    ``(ordered groups, position)`` where ``position[k]`` is the index of
+    input group k in the ordered groups.
+
+  Examples:
+    >>> canonical_groups(["a", "b", "c"], [["c"], ["b", "a"]])
+    ((('a', 'b'), ('c',)), [1, 0])
+  """
+  index = {t: i for i, t in enumerate(tasks)}
+  keys = [tuple(sorted(index[t] for t in g)) for g in groups]
+  order = sorted(range(len(groups)), key=lambda k: keys[k])
+  position = [0] * len(groups)
+  for new, old in enumerate(order):
+    position[old] = new
+  ordered = tuple(tuple(tasks[i] for i in keys[k]) for k in order)
+  return ordered, position
+
+
+@dataclasses.dataclass(frozen=True)
+class Grouping:
+  """Groups of tasks chosen by :func:`~tgroup.grouping.solve_grouping`.
+
+  Attributes:
+    tasks: all task names, in matrix order.
+    groups: the chosen groups in canonical order (see
+      :func:`canonical_groups`).
+    assignment: task -> index in `groups` of the group that serves it (its
+      only group in a partition; its best chosen group in a cover).
+    objective: the maximised objective, the sum over tasks of their score in
+      the group serving them.
+    status: "optimal" (proven by CBC) or "feasible" (stopped by a time limit).
+    candidates: "all" when every allowed group was a candidate (a proven
+      optimum is the true optimum), "generated" when columns were generated.
+    objective_name: "principled", "marginal" or "tag".
+    constraints: the constraints as :meth:`Constraints.to_json` gives them.
+    overlap: False for a partition, True for a cover.
+
+  Examples:
+    >>> g = Grouping(tasks=("a", "b"), groups=(("a", "b"),),
+    ...              assignment={"a": 0, "b": 0}, objective=1.5,
+    ...              status="optimal", candidates="all",
+    ...              objective_name="marginal", constraints={})
+    >>> g.to_json()["groups"]
+    [['a', 'b']]
+    >>> Grouping.from_json(g.to_json()) == g
+    True
+  """
+  tasks: tuple[str, ...]
+  groups: tuple[tuple[str, ...], ...]
+  assignment: dict[str, int]
+  objective: float
+  status: str
+  candidates: str
+  objective_name: str
+  constraints: dict[str, Any]
+  overlap: bool = False
+
+  def to_json(self) -> dict[str, Any]:
+    """groups.json's contract (DESIGN §6) plus this result's extra keys."""
+    return {
+        "tasks": list(self.tasks),
+        "groups": [list(g) for g in self.groups],
+        "objective": float(self.objective),
+        "status": self.status,
+        "constraints": dict(self.constraints),
+        "objective_name": self.objective_name,
+        "candidates": self.candidates,
+        "assignment": dict(self.assignment),
+        "overlap": bool(self.overlap),
+    }
+
+  @classmethod
+  def from_json(cls, data: dict[str, Any]) -> Grouping:
+    """Reads :meth:`to_json`'s dict; the extra keys may be missing.
+
+    Without "assignment", a task is served by the first group holding it.
+    """
+    try:
+      tasks = tuple(data["tasks"])
+      groups = tuple(tuple(g) for g in data["groups"])
+      objective = float(data["objective"])
+      status = data["status"]
+      constraints = dict(data["constraints"])
+    except (KeyError, TypeError, ValueError) as e:
+      raise UserError(f"malformed grouping JSON ({type(e).__name__}: {e})"
+                      ) from None
+    if status not in STATUSES:
+      raise UserError(f"grouping status must be one of {STATUSES}, got "
+                      f"{status!r}")
+    assignment = data.get("assignment")
+    if assignment is None:
+      assignment = {t: next(k for k, g in enumerate(groups) if t in g)
+                    for t in tasks if any(t in g for g in groups)}
+    return cls(tasks=tasks, groups=groups, assignment=dict(assignment),
+               objective=objective, status=status,
+               candidates=data.get("candidates", "all"),
+               objective_name=data.get("objective_name", "unknown"),
+               constraints=constraints, overlap=bool(data.get("overlap",
+                                                              False)))

@@ -1,0 +1,147 @@
+"""How well each task does in a candidate group, by grouping objective.
+
+``gains[i, j]`` is what task j receives from task i (source i, target j). The
+score of a group is the sum of its members' scores, so per-task scores are the
+one quantity both the partition and the cover model need.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tgroup.errors import UserError
+
+# principled: (1/|S|) sum_{i in S} G[i, a], the self-pair G[a, a] included.
+# marginal:   (1/|S|) sum_{i in S, i != a} G[i, a]; 0 for a singleton.
+# tag:        mean_{b in S, b != a} G[b, a]; a singleton has no score.
+OBJECTIVES = ("principled", "marginal", "tag")
+
+
+def check_objective(objective: str) -> str:
+  """Returns `objective` or raises UserError listing the known ones.
+
+  Examples:
+    >>> check_objective("cosine")
+    Traceback (most recent call last):
+    ...
+    tgroup.errors.UserError: unknown grouping objective 'cosine'; known: \
+principled, marginal, tag
+  """
+  if objective not in OBJECTIVES:
+    raise UserError(f"unknown grouping objective {objective!r}; known: "
+                    f"{', '.join(OBJECTIVES)}")
+  return objective
+
+
+def min_group_size(objective: str) -> int:
+  """The smallest group an objective can score (TAG excludes singletons).
+
+  Examples:
+    >>> min_group_size("tag"), min_group_size("marginal")
+    (2, 1)
+  """
+  return 2 if check_objective(objective) == "tag" else 1
+
+
+def check_gains(gains, tasks: Sequence[str]) -> np.ndarray:
+  """Gains as a float64 (m, m) array, or a UserError naming what is wrong.
+
+  Examples:
+    >>> check_gains([[1.0, float("nan")], [0.0, 1.0]], ["a", "b"])
+    Traceback (most recent call last):
+    ...
+    tgroup.errors.UserError: gains[0][1] (source 'a', target 'b') is nan; \
+every gain must be finite
+  """
+  m = len(tasks)
+  try:
+    g = np.asarray(gains, dtype=np.float64)
+  except (TypeError, ValueError) as e:
+    raise UserError(f"gains must be an {m}x{m} array of numbers ({e})") from None
+  if g.shape != (m, m):
+    raise UserError(f"gains must be {m}x{m} for {m} tasks, got shape "
+                    f"{g.shape}")
+  bad = np.argwhere(~np.isfinite(g))
+  if len(bad):
+    i, j = bad[0]
+    raise UserError(f"gains[{i}][{j}] (source {tasks[i]!r}, target "
+                    f"{tasks[j]!r}) is {g[i, j]}; every gain must be finite")
+  return g
+
+
+def task_scores(membership: np.ndarray, gains: np.ndarray,
+                objective: str) -> np.ndarray:
+  """Score of every task in every candidate group.
+
+  Args:
+    membership: bool array (n, m); row c is candidate group c.
+    gains: float array (m, m), ``gains[i, j]`` received by j from i.
+    objective: one of :data:`OBJECTIVES`.
+
+  Returns:
+    float array (n, m): ``[c, t]`` is task t's score in group c, NaN where t is
+    not in c (and, for "tag", everywhere in a singleton row).
+
+  Examples:
+    >>> import numpy as np
+    >>> g = np.array([[2.0, 1.0], [-1.0, 4.0]])
+    >>> both = np.array([[True, True]])
+    >>> task_scores(both, g, "principled")
+    array([[0.5, 2.5]])
+    >>> task_scores(both, g, "marginal")
+    array([[-0.5,  0.5]])
+    >>> task_scores(both, g, "tag")
+    array([[-1.,  1.]])
+  """
+  check_objective(objective)
+  member = np.asarray(membership, dtype=bool)
+  size = member.sum(axis=1, keepdims=True).astype(np.float64)
+  g = np.array(gains, dtype=np.float64)
+  if objective != "principled":
+    # Summing a zero-diagonal matrix rather than subtracting the diagonal
+    # afterwards keeps singleton "marginal" scores exactly 0.
+    np.fill_diagonal(g, 0.0)
+  received = member.astype(np.float64) @ g
+  denom = size - 1.0 if objective == "tag" else size
+  with np.errstate(divide="ignore", invalid="ignore"):
+    scores = received / denom
+  scores[~member] = np.nan
+  if objective == "tag":
+    scores[size[:, 0] < 2] = np.nan
+  return scores
+
+
+def group_task_scores(group: Sequence[int], gains: np.ndarray,
+                      objective: str) -> dict[int, float]:
+  """Per-task scores of one group, straight from the definitions.
+
+  This is the slow, readable form used to re-score a result.
+
+  Args:
+    group: task indices.
+    gains: float array (m, m).
+    objective: one of :data:`OBJECTIVES`.
+
+  Returns:
+    ``{task index: score}``.
+
+  Examples:
+    >>> import numpy as np
+    >>> group_task_scores([0, 1], np.array([[2.0, 1.0], [-1.0, 4.0]]), "tag")
+    {0: -1.0, 1: 1.0}
+  """
+  check_objective(objective)
+  members = sorted(set(int(t) for t in group))
+  if objective == "tag" and len(members) < 2:
+    raise UserError("objective 'tag' cannot score a singleton group")
+  out = {}
+  for a in members:
+    others = [float(gains[i, a]) for i in members if i != a]
+    if objective == "principled":
+      out[a] = (sum(others) + float(gains[a, a])) / len(members)
+    elif objective == "marginal":
+      out[a] = sum(others) / len(members)
+    else:
+      out[a] = sum(others) / len(others)
+  return out

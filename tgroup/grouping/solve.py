@@ -1,0 +1,170 @@
+"""Group tasks from a gains matrix: candidates, scores, selection, diagnosis."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tgroup.errors import InfeasibleError, UserError
+from tgroup.grouping.candidates import build_candidates
+from tgroup.grouping.constraints import Constraints
+from tgroup.grouping.infeasible import explain_infeasible
+from tgroup.grouping.result import Grouping, canonical_groups
+from tgroup.grouping.scores import check_gains
+from tgroup.grouping.scores import check_objective
+from tgroup.grouping.scores import task_scores
+from tgroup.grouping.select import try_select_candidates
+
+
+def _check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+  if isinstance(tasks, str):
+    raise UserError(f"tasks must be a sequence of names, got the str {tasks!r}")
+  tasks = tuple(tasks)
+  if not tasks:
+    raise UserError("there are no tasks to group")
+  for t in tasks:
+    if not isinstance(t, str):
+      raise UserError(f"task names must be str, got {t!r}")
+  seen = set()
+  for t in tasks:
+    if t in seen:
+      raise UserError(f"task {t!r} appears twice in tasks")
+    seen.add(t)
+  return tasks
+
+
+def _obvious_contradictions(tasks, objective, constraints, overlap) -> None:
+  """Contradictions that need no solver get a direct message."""
+  m = len(tasks)
+  prefix = "no grouping satisfies the constraints: "
+  if constraints.num_groups is not None and constraints.num_groups > m:
+    why = ("a partition has at most one group per task" if not overlap else
+           "every chosen group must serve at least one task")
+    raise InfeasibleError(f"{prefix}num_groups={constraints.num_groups} "
+                          f"exceeds the {m} tasks ({why})")
+  if objective == "tag":
+    if m < 2:
+      raise InfeasibleError(f"{prefix}objective 'tag' needs groups of at "
+                            "least 2 tasks, but there is 1 task")
+    if constraints.alone:
+      raise InfeasibleError(
+          f"{prefix}alone={list(constraints.alone)} asks for singleton "
+          "groups, which objective 'tag' cannot score")
+
+
+def _selection(tasks, gains, objective, constraints, overlap, max_candidates,
+               seed, time_limit_s, zero_scores=False):
+  membership, kind = build_candidates(tasks, gains, objective, constraints,
+                                      max_candidates, seed)
+  if zero_scores:
+    # Feasibility checks: the objective is irrelevant, zeros solve fastest.
+    scores = np.where(membership, 0.0, np.nan)
+  else:
+    scores = task_scores(membership, gains, objective)
+  candidates = [frozenset(np.flatnonzero(row).tolist()) for row in membership]
+  found = try_select_candidates(
+      candidates, scores, overlap, num_groups=constraints.num_groups,
+      max_groups=constraints.max_groups, time_limit_s=time_limit_s)
+  return found, candidates, kind
+
+
+def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
+                   constraints: Constraints = Constraints(),
+                   overlap: bool = False, max_candidates: int = 2**16,
+                   time_limit_s: float | None = None,
+                   seed: int = 0) -> Grouping:
+  """The best grouping of tasks under constraints, as a linear MIP.
+
+  Every allowed group is a candidate when there are at most `max_candidates`
+  of them (exact; m up to about 16 without size caps), otherwise generated
+  columns are; the result says which. CBC then chooses among the candidates.
+
+  Args:
+    tasks: task names, in the order of the gains' rows and columns.
+    gains: (m, m) array; ``gains[i][j]`` is what task j receives from task i.
+    objective: how a task scores in group S: "principled" (the mean of
+      ``gains[i][a]`` over i in S, the self-pair included), "marginal" (the
+      sum over i != a divided by |S|; a singleton scores 0) or "tag" (the
+      mean over i != a; singleton groups are not allowed). A group scores the
+      sum of its tasks' scores.
+    constraints: see :class:`Constraints`.
+    overlap: False for a partition; True for a cover (a task may be in
+      several groups and is served by its best one, as TAG selects).
+    max_candidates: the most candidate groups to enumerate exhaustively.
+    time_limit_s: CBC's wall-clock limit; None for none.
+    seed: seeds the random part of column generation.
+
+  Returns:
+    A :class:`Grouping`.
+
+  Raises:
+    UserError: malformed input (unknown task, non-finite gain, bad value).
+    InfeasibleError: nothing satisfies the constraints; the message names the
+      constraints whose removal would make it feasible.
+
+  Examples:
+    >>> gains = [[0.0, 1.0, -1.0],
+    ...          [1.0, 0.0, -1.0],
+    ...          [-1.0, -1.0, 0.0]]
+    >>> g = solve_grouping(["a", "b", "c"], gains, objective="marginal")
+    >>> g.groups, g.objective, g.status, g.candidates
+    ((('a', 'b'), ('c',)), 1.0, 'optimal', 'all')
+    >>> solve_grouping(["a", "b", "c"], gains, objective="marginal",
+    ...                constraints=Constraints(cannot_link=[("a", "b")])).groups
+    (('a',), ('b',), ('c',))
+    >>> gains[0][2] = -0.5  # c now gains least badly from a
+    >>> solve_grouping(["a", "b", "c"], gains, "tag", overlap=True).groups
+    (('a', 'b'), ('a', 'c'))
+  """
+  tasks = _check_tasks(tasks)
+  g = check_gains(gains, tasks)
+  check_objective(objective)
+  if not isinstance(constraints, Constraints):
+    raise UserError(f"constraints must be a Constraints, got "
+                    f"{type(constraints).__name__}")
+  constraints.check_tasks(tasks)
+  if isinstance(max_candidates, bool) or not isinstance(
+      max_candidates, (int, np.integer)) or max_candidates < 1:
+    raise UserError(f"max_candidates must be a positive integer, got "
+                    f"{max_candidates!r}")
+  _obvious_contradictions(tasks, objective, constraints, overlap)
+
+  found, candidates, kind = _selection(tasks, g, objective, constraints,
+                                       overlap, max_candidates, seed,
+                                       time_limit_s)
+  if found is None:
+    raise InfeasibleError(_diagnose(tasks, g, objective, constraints, overlap,
+                                    max_candidates, seed, kind))
+
+  chosen_groups = [[tasks[t] for t in sorted(candidates[c])]
+                   for c in found.chosen]
+  groups, position = canonical_groups(tasks, chosen_groups)
+  slot = {c: position[k] for k, c in enumerate(found.chosen)}
+  return Grouping(
+      tasks=tasks, groups=groups,
+      assignment={tasks[t]: slot[c] for t, c in found.assignment.items()},
+      objective=found.objective, status=found.status, candidates=kind,
+      objective_name=objective, constraints=constraints.to_json(),
+      overlap=bool(overlap))
+
+
+def _diagnose(tasks, gains, objective, constraints, overlap, max_candidates,
+              seed, kind) -> str:
+  """Explains infeasibility by relaxing one constraint at a time."""
+
+  def feasible(c, obj=objective):
+    found, _, _ = _selection(tasks, gains, obj, c, overlap, max_candidates,
+                             seed, None, zero_scores=True)
+    return found is not None
+
+  active = [(name, constraints.describe(name))
+            for name in constraints.active()]
+  note = ""
+  if objective == "tag" and feasible(constraints, obj="marginal"):
+    note = " when objective 'tag' allows no singleton groups"
+  if kind == "generated":
+    note += (" among the generated candidates (raise max_candidates for an "
+             "exhaustive search)")
+  return explain_infeasible(
+      active, lambda name: feasible(constraints.relaxed(name)),
+      f"cannot hold {len(tasks)} tasks", note=note)
