@@ -28,3 +28,19 @@ def test_planted_partition_is_best(clusters, per_cluster, seed):
         f"partition with {clusters} groups {runner_up:.4f}, STL {stl:.4f}, MTL-all {mtl:.4f}")
   assert ranked[0][1] == planted
   assert planted_total < min(stl, mtl)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_32_wide_trunk_would_not_plant_the_structure(seed):
+  """Why the benchmark's trunk is 16 wide: at 32 a merge of two clusters beats the planted
+  partition (pooled supervision outweighs capacity competition)."""
+  ts = synthetic.synthetic(3, 3, seed=seed, trunk_width=32)
+  table = oracle.subset_table(ts, seeds=(seed,), quiet=True)
+  ranked = oracle.ranked_partitions(table, ts.num_tasks, num_groups=3)
+  planted = sorted(tuple(ts.tasks.index(t) for t in g) for g in ts.ground_truth_groups)
+  planted_total = next(total for total, p in ranked if p == planted)
+  best_any = oracle.ranked_partitions(table, ts.num_tasks)[0]
+  print(f"\n3x3 seed {seed}, 32-wide: planted {planted_total:.4f}, best 3-group partition "
+        f"{ranked[0][0]:.4f} {ranked[0][1]}, best partition {best_any[0]:.4f} {best_any[1]}")
+  assert best_any[0] < planted_total

@@ -128,45 +128,16 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
   """
   config.validate(taskset)
   os.makedirs(workdir, exist_ok=True)
-  tasks = list(taskset.tasks)
   gain_methods = [m for m in config.methods if m in GAIN_METHODS]
+  gains, collect_seconds = (_collect_or_reuse(taskset, config, workdir) if gain_methods
+                            else ({}, 0.0))
+  groupings, group_seconds = _group(taskset, config, workdir, gains, gain_methods)
+  method_groups = {m: _groups_of(taskset, m, groupings.get(m)) for m in config.methods}
+  stl_groups = [(i,) for i in range(taskset.num_tasks)]  # always trained: Δm's reference
+  results = _train_or_reuse(taskset, config, workdir,
+                            stl_groups + [g for gs, _ in method_groups.values() for g in gs])
 
-  gains, collect_seconds = _collect_or_reuse(taskset, config, workdir) if gain_methods else ({}, 0.0)
-
-  groupings: dict[str, Grouping] = {}
-  group_seconds: dict[str, float] = {}
-  for method in gain_methods:
-    measure, objective, overlap = config.method_spec(method)
-    start = time.perf_counter()
-    groupings[method] = solve_grouping(tasks, gains[measure].gains, objective,
-                                       config.constraints, overlap=overlap)
-    group_seconds[method] = time.perf_counter() - start
-    io.write_json(os.path.join(workdir, f"groups_{method}.json"), groupings[method].to_json())
-  if gain_methods:
-    first = groupings[gain_methods[0]]
-    io.write_json(os.path.join(workdir, "groups.json"), first.to_json())
-    first_measure = gains[config.method_spec(gain_methods[0])[0]]
-    first_measure.save(os.path.join(workdir, "gains.json"))
-    plots.gains_heatmap(tasks, first_measure.gains, first.groups,
-                        os.path.join(workdir, "gains.png"),
-                        title=f"{taskset.name}: {first_measure.measure} gains, "
-                              f"{gain_methods[0]} groups")
-
-  index = {t: i for i, t in enumerate(tasks)}
-  method_groups: dict[str, tuple[list[tuple[int, ...]], dict | None]] = {}
-  for method in config.methods:
-    if method == "stl":
-      method_groups[method] = ([(i,) for i in range(len(tasks))], None)
-    elif method == "mtl_all":
-      method_groups[method] = ([tuple(range(len(tasks)))], None)
-    else:
-      g = groupings[method]
-      method_groups[method] = ([tuple(index[t] for t in grp) for grp in g.groups],
-                               {index[t]: k for t, k in g.assignment.items()})
-  stl_groups = [(i,) for i in range(len(tasks))]  # always trained: Δm's reference
-  all_groups = stl_groups + [grp for gs, _ in method_groups.values() for grp in gs]
-  results = _train_or_reuse(taskset, config, workdir, all_groups)
-
+  tasks = list(taskset.tasks)
   stl_metric = [results[(i,)].test_metric[i] for i in range(len(tasks))]
   report = {
       "benchmark": taskset.name,
@@ -205,6 +176,41 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
   if not config.quiet:
     print(format_table(report))
   return report
+
+
+def _group(taskset: TaskSet, config: PipelineConfig, workdir: str, gains: dict[str, Gains],
+           gain_methods: Sequence[str]) -> tuple[dict[str, Grouping], dict[str, float]]:
+  """Solves each gain method's MIP; writes groups_*.json, groups.json, gains.json, gains.png."""
+  tasks = list(taskset.tasks)
+  groupings, seconds = {}, {}
+  for method in gain_methods:
+    measure, objective, overlap = config.method_spec(method)
+    start = time.perf_counter()
+    groupings[method] = solve_grouping(tasks, gains[measure].gains, objective,
+                                       config.constraints, overlap=overlap)
+    seconds[method] = time.perf_counter() - start
+    io.write_json(os.path.join(workdir, f"groups_{method}.json"), groupings[method].to_json())
+  if gain_methods:
+    first, first_gains = groupings[gain_methods[0]], gains[config.method_spec(gain_methods[0])[0]]
+    io.write_json(os.path.join(workdir, "groups.json"), first.to_json())
+    first_gains.save(os.path.join(workdir, "gains.json"))
+    plots.gains_heatmap(tasks, first_gains.gains, first.groups, os.path.join(workdir, "gains.png"),
+                        title=f"{taskset.name}: {first_gains.measure} gains, "
+                              f"{gain_methods[0]} groups")
+  return groupings, seconds
+
+
+def _groups_of(taskset: TaskSet, method: str, grouping: Grouping | None
+               ) -> tuple[list[tuple[int, ...]], dict[int, int] | None]:
+  """A method's groups as task indices, and the serving assignment of a cover."""
+  m = taskset.num_tasks
+  if method == "stl":
+    return [(i,) for i in range(m)], None
+  if method == "mtl_all":
+    return [tuple(range(m))], None
+  index = {t: i for i, t in enumerate(taskset.tasks)}
+  return ([tuple(index[t] for t in g) for g in grouping.groups],
+          {index[t]: k for t, k in grouping.assignment.items()})
 
 
 def format_table(report: dict) -> str:

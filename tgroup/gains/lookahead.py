@@ -130,8 +130,8 @@ def step_gains(ratios_full: jax.Array, ratios_shared: jax.Array, idx: jax.Array,
   target = np.arange(s)[None, :]
   off_diag = 1 - np.eye(s, dtype=np.int32)
   out = {}
-  if lay.full_weights.shape[0]:
-    r = ratios_full[:, idx]                      # (k, s): targets restricted to drawn tasks
+  # (k, s): the targets restricted to the drawn tasks.
+  r = ratios_full[:, idx] if ratios_full is not None else None
   if "principled" in measures:
     out["principled"] = (1.0 - r[lay.pair_or_self, target], np.ones((s, s), np.int32))
   if "principled_marginal" in measures:
