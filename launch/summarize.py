@@ -25,12 +25,18 @@ _METHOD = flags.DEFINE_string("method", "principled", "Method whose groups are s
 
 
 def separation(gains: Gains, groups) -> float:
-  """min over targets j of (min own-group gain onto j) − (max other-group gain onto j)."""
+  """min over targets j of (min own-group gain onto j) − (max other-group gain onto j).
+
+  Entries never collected (count 0, e.g. the marginal form's diagonal) are left out.
+  """
   label = {t: k for k, g in enumerate(groups) for t in g}
   own = np.array([[label[a] == label[b] for b in gains.tasks] for a in gains.tasks])
+  seen = np.asarray(gains.counts) > 0
   g = gains.gains
-  return float(min(g[own[:, j], j].min() - g[~own[:, j], j].max()
-                   for j in range(len(gains.tasks)) if (~own[:, j]).any()))
+  cols = [j for j in range(len(gains.tasks))
+          if (own[:, j] & seen[:, j]).any() and (~own[:, j] & seen[:, j]).any()]
+  return float(min(g[own[:, j] & seen[:, j], j].min() - g[~own[:, j] & seen[:, j], j].max()
+                   for j in cols))
 
 
 def row(workdir: str, method: str) -> str:
