@@ -5,16 +5,20 @@ r"""Benchmarks of the hot paths (DESIGN §6): prints figures, writes JSON with -
 Figures (milliseconds unless a ratio), on the synthetic model (3 × 3 tasks) at
 batch 256, each the median of interleaved rounds:
   plain_step_ms            one training step of the all-tasks network
-  principled_lax_map_ms    one principled collection step (pairs + self-pairs), lax.map
+  principled_lax_map_ms    one principled collection step (pairs + self-pairs) under
+                           lax.map, --map_batch_size combinations per iteration
+                           (default: the library's CPU default, 3)
   principled_vmap_ms       the same with vmap over combinations
   tag_ms                   one TAG collection step (auto strategy)
   floor_ms                 what a principled step cannot avoid: the m-row Jacobian
                            plus m(m+1)/2 forward passes at distinct parameters
-                           (best of lax.map and vmap)
+                           (best of vmap and lax.map at every batch size measured)
   loop_ms                  the same collection as a Python loop that copies the
                            parameters and optimizer state and runs each combination
   principled_over_floor    best of lax.map/vmap over floor_ms (target <= 1.3)
   loop_over_principled     loop_ms over the best principled step (target >= 2)
+With --map_batch_sizes=1,2,3,...: principled_lax_map_b<N>_ms for each N (a sweep,
+the measurement behind the CPU default).
 """
 import json
 
@@ -37,9 +41,14 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Batch size of every measu
 _CLUSTERS = flags.DEFINE_integer("num_clusters", 3, "Synthetic clusters.")
 _TASKS_PER_CLUSTER = flags.DEFINE_integer("tasks_per_cluster", 3, "Synthetic tasks per cluster.")
 _ROUNDS = flags.DEFINE_integer("rounds", 30, "Timed rounds per figure (median reported).")
+_MAP_BATCH_SIZE = flags.DEFINE_integer("map_batch_size", lookahead.CPU_MAP_BATCH_SIZE,
+                                       "lax.map batch size of principled_lax_map_ms.")
+_MAP_BATCH_SIZES = flags.DEFINE_list("map_batch_sizes", [], "Also time lax.map at each of "
+                                     "these batch sizes (1 = one combination at a time).")
 
 
-def collection_figures(ts, rounds: int) -> dict[str, float]:
+def collection_figures(ts, rounds: int, map_batch_size: int, sweep: list[int]
+                       ) -> dict[str, float]:
   """The figures of the issue that introduced collection (see the module docstring)."""
   m = ts.num_tasks
   state = train.init_state(ts, jax.random.key(0))
@@ -51,8 +60,9 @@ def collection_figures(ts, rounds: int) -> dict[str, float]:
   params, opt_state = state.params, state.opt_state
   ones = jnp.ones(m)
 
-  def collector(measures, strategy):
-    step = jax.jit(lookahead.make_collect_step(ts, measures, strategy=strategy))
+  def collector(measures, strategy, batch_size=None):
+    step = jax.jit(lookahead.make_collect_step(ts, measures, strategy=strategy,
+                                               map_batch_size=batch_size))
     cstate = lookahead.init_collector(jax.random.key(1), m, measures)
     return lambda: step(cstate, params, opt_state, batch)
 
@@ -62,10 +72,10 @@ def collection_figures(ts, rounds: int) -> dict[str, float]:
   stacked = jax.tree.map(lambda p: jnp.stack([p * (1 + 1e-3 * k) for k in range(num_combos)]),
                          params)
 
-  def floor(strategy):
+  def floor(strategy, batch_size=None):
     def fn(stacked, params):
       losses, jac = lookahead.per_task_gradients(losses_fn, params, jnp.arange(m), m)
-      after = (jax.lax.map(losses_fn, stacked) if strategy == "map"
+      after = (jax.lax.map(losses_fn, stacked, batch_size=batch_size) if strategy == "map"
                else jax.vmap(losses_fn)(stacked))
       return losses, jac, after
     fn = jax.jit(fn)
@@ -91,17 +101,21 @@ def collection_figures(ts, rounds: int) -> dict[str, float]:
     ratios = np.stack(ratios)
     return 1.0 - ratios[lay.pair_or_self, np.arange(m)[None, :]]
 
-  ms = benchmarking.time_interleaved({
+  fns = {
       "plain_step_ms": lambda: update_fn(state, batch, ones),
-      "principled_lax_map_ms": collector(("principled",), "map"),
+      "principled_lax_map_ms": collector(("principled",), "map", map_batch_size),
       "principled_vmap_ms": collector(("principled",), "vmap"),
       "tag_ms": collector(("tag",), "auto"),
-      "floor_lax_map_ms": floor("map"),
-      "floor_vmap_ms": floor("vmap"),
       "loop_ms": loop,
-  }, rounds=rounds)
+      "floor_vmap": floor("vmap"),
+  }
+  for b in sorted({1, map_batch_size, *sweep}):
+    fns[f"floor_map_b{b}"] = floor("map", b)
+  for b in sweep:
+    fns[f"principled_lax_map_b{b}_ms"] = collector(("principled",), "map", b)
+  ms = benchmarking.time_interleaved(fns, rounds=rounds)
   best = min(ms["principled_lax_map_ms"], ms["principled_vmap_ms"])
-  ms["floor_ms"] = min(ms.pop("floor_lax_map_ms"), ms.pop("floor_vmap_ms"))
+  ms["floor_ms"] = min(ms.pop(k) for k in list(ms) if k.startswith("floor_"))
   ms["principled_over_floor"] = best / ms["floor_ms"]
   ms["loop_over_principled"] = ms["loop_ms"] / best
   return ms
@@ -111,11 +125,16 @@ def main(argv):
   del argv
   ts = synthetic.synthetic(_CLUSTERS.value, _TASKS_PER_CLUSTER.value,
                            batch_size=_BATCH_SIZE.value)
-  figures = collection_figures(ts, _ROUNDS.value)
+  try:
+    sweep = [int(b) for b in _MAP_BATCH_SIZES.value]
+  except ValueError:
+    raise app.UsageError(f"--map_batch_sizes must be integers: {_MAP_BATCH_SIZES.value}")
+  figures = collection_figures(ts, _ROUNDS.value, _MAP_BATCH_SIZE.value, sweep)
   result = {"device": benchmarking.device_description(),
             "figures": {k: round(v, 4) for k, v in figures.items()},
             "settings": {"batch_size": _BATCH_SIZE.value, "num_tasks": ts.num_tasks,
-                         "rounds": _ROUNDS.value, "jax": jax.__version__}}
+                         "rounds": _ROUNDS.value, "map_batch_size": _MAP_BATCH_SIZE.value,
+                         "jax": jax.__version__}}
   print(json.dumps(result, indent=1))
   if _OUTPUT.value:
     io.write_json(_OUTPUT.value, result)

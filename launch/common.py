@@ -52,6 +52,9 @@ _SAMPLE_BIAS = flags.DEFINE_enum("sample_bias", "uniform", ["uniform", "rare"],
 _STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "map", "vmap"],
                               "How lookaheads are batched: lax.map, vmap, or auto (map on CPU, "
                               "vmap on accelerators).")
+_MAP_BATCH_SIZE = flags.DEFINE_integer(
+    "map_batch_size", None, "Combinations per lax.map iteration (unset: one at a time with "
+    "--strategy=map; 3 with --strategy=auto on CPU, the fastest measured by launch.bench).")
 _EVAL_SEEDS = flags.DEFINE_integer("eval_seeds", 1, "Train every group network with this many "
                                    "seeds (seed, seed+1, ...) and average.")
 
@@ -97,7 +100,8 @@ def pipeline_config(default_num_groups: int | None, train_steps: int,
   steps = capped_steps(train_steps)
   collect = CollectConfig(steps=steps, collect_every=_COLLECT_EVERY.value,
                           sample_tasks=_SAMPLE_TASKS.value, sample_bias=_SAMPLE_BIAS.value,
-                          strategy=_STRATEGY.value, seed=_SEED.value, quiet=_QUIET.value)
+                          strategy=_STRATEGY.value, map_batch_size=_MAP_BATCH_SIZE.value,
+                          seed=_SEED.value, quiet=_QUIET.value)
   return pipeline.PipelineConfig(
       methods=tuple(m.strip() for m in _METHODS.value),
       constraints=constraints(default_num_groups),

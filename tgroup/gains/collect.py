@@ -33,7 +33,8 @@ class CollectConfig:
     sample_tasks: tasks drawn per collected step (None: all; fewer lookaheads).
     sample_bias: ``uniform`` or ``rare`` (toward tasks drawn less so far).
     strategy: ``auto``, ``map`` or ``vmap`` over combinations.
-    map_batch_size: chunk size when ``strategy`` is ``map`` (None: one at a time).
+    map_batch_size: combinations per ``lax.map`` iteration (None: one at a time
+      under ``map``, a measured default under ``auto`` on CPU).
     seed: initialisation, batch order and task draws.
     quiet: no progress lines.
   """
@@ -63,12 +64,15 @@ class CollectConfig:
       raise UserError(f"sample_bias must be uniform or rare, got {self.sample_bias!r}")
     if self.strategy not in ("auto", "map", "vmap"):
       raise UserError(f"strategy must be auto, map or vmap, got {self.strategy!r}")
+    if self.map_batch_size is not None and self.map_batch_size < 1:
+      raise UserError(f"map_batch_size must be >= 1, got {self.map_batch_size}")
 
   def settings(self, taskset: TaskSet) -> dict:
     d = dataclasses.asdict(self)
     d.pop("quiet")
     d["steps"] = self.steps or taskset.train_steps
-    d["strategy"] = lookahead.resolve_strategy(self.strategy)
+    d["strategy"], d["map_batch_size"] = lookahead.resolve_strategy(self.strategy,
+                                                                     self.map_batch_size)
     d["measures"] = list(self.measures)
     return d
 
