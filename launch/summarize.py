@@ -15,7 +15,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from launch import common
+from launch import cli
 from tgroup import io
 from tgroup.errors import UserError
 from tgroup.gains import Gains
@@ -70,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  common.run(main)
+  cli.run(main)

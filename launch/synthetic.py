@@ -12,9 +12,11 @@ choose, which needs --principled_form=marginal.
 """
 from absl import flags
 
+from launch import cli
 from launch import common
 from tgroup import pipeline
 from tgroup.benchmarks import synthetic
+from tgroup.errors import UserError
 
 _NUM_CLUSTERS = flags.DEFINE_integer("num_clusters", 3, "Planted clusters.")
 _TASKS_PER_CLUSTER = flags.DEFINE_integer("tasks_per_cluster", 3, "Tasks per cluster.")
@@ -22,17 +24,18 @@ _RHO = flags.DEFINE_float("rho", 0.5, "Readout diversity within a cluster (diffi
                           "easy, 1.0-1.5 hard).")
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 2000, "Training steps of the collection run "
                                     "and of every group network.")
-flags.adopt_module_key_flags(common)
+for _module in common.flag_modules():
+  flags.adopt_module_key_flags(_module)
 
 
 def main(argv):
   del argv
   if _NUM_CLUSTERS.value < 1 or _TASKS_PER_CLUSTER.value < 1:
-    raise common.UserError("--num_clusters and --tasks_per_cluster must be >= 1")
+    raise UserError("--num_clusters and --tasks_per_cluster must be >= 1")
   if _RHO.value < 0:
-    raise common.UserError(f"--rho must be >= 0, got {_RHO.value}")
+    raise UserError(f"--rho must be >= 0, got {_RHO.value}")
   if _TRAIN_STEPS.value < 1:
-    raise common.UserError(f"--train_steps must be >= 1, got {_TRAIN_STEPS.value}")
+    raise UserError(f"--train_steps must be >= 1, got {_TRAIN_STEPS.value}")
   taskset = synthetic.synthetic(_NUM_CLUSTERS.value, _TASKS_PER_CLUSTER.value, rho=_RHO.value,
                                 seed=common.seed(), train_steps=_TRAIN_STEPS.value)
   run_key = {"benchmark": "synthetic", "num_clusters": _NUM_CLUSTERS.value,
@@ -43,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  common.run(main)
+  cli.run(main)

@@ -1,0 +1,52 @@
+"""How every launcher starts and ends (DESIGN §6), with no JAX import.
+
+``run(main)`` is ``app.run`` plus the contract's error handling: a mistake a user
+can make (:class:`tgroup.errors.UserError`, a bad flag value, a stray argument)
+prints one line ``error: ...`` and exits with status 2, never a traceback.
+Launchers call ``flags.adopt_module_key_flags(cli)`` so ``--helpshort`` lists
+``--quiet``.
+"""
+from __future__ import annotations
+
+import logging as std_logging
+import sys
+from typing import Callable
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from tgroup.errors import UserError
+
+QUIET = flags.DEFINE_bool("quiet", False, "No progress lines and no results table.")
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """``app.run(main)`` with one-line errors and exit status 2 for user mistakes."""
+
+  def guarded(argv):
+    if len(argv) > 1:
+      fail(f"unexpected arguments {argv[1:]} (flags look like --name=value)")
+    if not QUIET.value:
+      logging.set_verbosity(logging.INFO)
+    # JAX reports each accelerator plugin it did not find; that is not news on a CPU.
+    std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
+    try:
+      main(argv)
+    except UserError as e:
+      fail(str(e))
+
+  app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(f"{e} (see --helpshort)")
+
+
+def fail(message: str) -> None:
+  """Prints ``error: message`` on stderr and exits with status 2."""
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)

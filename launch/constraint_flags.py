@@ -1,0 +1,43 @@
+"""Grouping-constraint flags, shared by the benchmark launchers and ``launch.group``.
+
+No JAX import: the grouping tools run where only gains files are.
+"""
+from __future__ import annotations
+
+from absl import flags
+
+from tgroup.errors import UserError
+from tgroup.grouping import Constraints
+
+_NUM_GROUPS = flags.DEFINE_integer(
+    "num_groups", None, "Exact number of groups (networks). Unset: the launcher's default; "
+    "0: the MIP chooses (use --principled_form=marginal).")
+_MAX_GROUPS = flags.DEFINE_integer("max_groups", None, "At most this many groups.")
+_MIN_GROUP_SIZE = flags.DEFINE_integer("min_group_size", 1, "Every group has >= this many tasks.")
+_MAX_GROUP_SIZE = flags.DEFINE_integer("max_group_size", None,
+                                       "Every group has <= this many tasks.")
+_MUST_LINK = flags.DEFINE_list("must_link", [], "Pairs always grouped together: a:b,c:d.")
+_CANNOT_LINK = flags.DEFINE_list("cannot_link", [], "Pairs never grouped together: a:b,c:d.")
+_ALONE = flags.DEFINE_list("alone", [], "Tasks that must be trained alone: a,b.")
+
+
+def _pairs(name: str, entries: list[str]) -> list[tuple[str, str]]:
+  pairs = []
+  for entry in entries:
+    parts = entry.split(":")
+    if len(parts) != 2 or not all(parts):
+      raise UserError(f"--{name} entries must look like task_a:task_b, got {entry!r}")
+    pairs.append((parts[0], parts[1]))
+  return pairs
+
+
+def constraints(default_num_groups: int | None = None) -> Constraints:
+  """The grouping constraints given by the flags (``--num_groups=0``: free)."""
+  num_groups = _NUM_GROUPS.value if _NUM_GROUPS.value is not None else default_num_groups
+  if num_groups is not None and num_groups < 0:
+    raise UserError(f"--num_groups must be >= 0 (0: free), got {num_groups}")
+  return Constraints(num_groups=num_groups or None, max_groups=_MAX_GROUPS.value,
+                     min_group_size=_MIN_GROUP_SIZE.value, max_group_size=_MAX_GROUP_SIZE.value,
+                     must_link=_pairs("must_link", _MUST_LINK.value),
+                     cannot_link=_pairs("cannot_link", _CANNOT_LINK.value),
+                     alone=_ALONE.value)
