@@ -8,6 +8,7 @@ Launchers call ``flags.adopt_module_key_flags(cli)`` so ``--helpshort`` lists
 """
 from __future__ import annotations
 
+import json
 import logging as std_logging
 import sys
 from typing import Callable
@@ -16,6 +17,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from tgroup import io
 from tgroup.errors import UserError
 
 QUIET = flags.DEFINE_bool("quiet", False, "No progress lines and no results table.")
@@ -50,3 +52,22 @@ def fail(message: str) -> None:
   """Prints ``error: message`` on stderr and exits with status 2."""
   print(f"error: {message}", file=sys.stderr)
   sys.exit(2)
+
+
+def emit(result: dict, summary: str, output: str | None) -> None:
+  """The end of a tool: write ``result`` to ``output`` (atomically), print ``summary``.
+
+  With ``--quiet`` nothing is printed, unless there is no ``output``: then the
+  JSON goes to stdout, for scripts.
+  """
+  if output:
+    try:
+      io.write_json(output, result)
+    except OSError as e:
+      raise UserError(f"cannot write {output}: {e.strerror or e}") from None
+  if not QUIET.value:
+    print(summary)
+    if output:
+      print(f"wrote {output}")
+  elif not output:
+    print(json.dumps(result, indent=1))

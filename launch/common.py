@@ -18,9 +18,11 @@ from tgroup.gains import CollectConfig
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (created if missing); a "
                                "rerun with the same flags reuses its saved gains and networks.")
-_METHODS = flags.DEFINE_list("methods", "principled,tag,stl,mtl_all",
-                             f"Comma list among {', '.join(pipeline.METHODS)}. The first "
-                             "grouping method fills groups.json and gains.json.")
+_METHODS = flags.DEFINE_list(
+    "methods", "principled,tag,stl,mtl_all",
+    f"Comma list among {', '.join(pipeline.METHODS)}. The first grouping method fills "
+    "groups.json and gains.json. hoa trains every pair and single task; oracle trains every "
+    "task subset (2^m - 1 networks) and gives every method its regret.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the data, initialisation, batch order and "
                              "task draws.")
 _MAX_STEPS = flags.DEFINE_integer("max_steps", None, "Caps every training run (collection and "
@@ -41,6 +43,13 @@ _STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "map", "vmap"],
 _MAP_BATCH_SIZE = flags.DEFINE_integer(
     "map_batch_size", None, "Combinations per lax.map iteration (unset: one at a time with "
     "--strategy=map; 3 with --strategy=auto on CPU, the fastest measured by launch.bench).")
+_RANDOM_DRAWS = flags.DEFINE_integer("random_draws", 5, "Random partitions drawn for the "
+                                     "random method (mean and spread are reported).")
+_MAX_ORACLE_NETWORKS = flags.DEFINE_integer(
+    "max_oracle_networks", 1023, "Refuse the oracle when it would train more than this many "
+    "networks (2^m - 1 for m tasks).")
+_CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 16, "Group networks trained at once under "
+                                   "vmap (results depend on it in the last bits).")
 _EVAL_SEEDS = flags.DEFINE_integer("eval_seeds", 1, "Train every group network with this many "
                                    "seeds (seed, seed+1, ...) and average.")
 
@@ -82,6 +91,9 @@ def pipeline_config(default_num_groups: int | None, train_steps: int,
       collect=collect,
       eval_seeds=tuple(range(_SEED.value, _SEED.value + _EVAL_SEEDS.value)),
       train_steps=steps,
+      chunk_size=_CHUNK_SIZE.value,
+      random_draws=_RANDOM_DRAWS.value,
+      max_oracle_networks=_MAX_ORACLE_NETWORKS.value,
       quiet=cli.QUIET.value,
       run_key=run_key)
 

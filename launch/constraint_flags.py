@@ -11,7 +11,8 @@ from tgroup.grouping import Constraints
 
 _NUM_GROUPS = flags.DEFINE_integer(
     "num_groups", None, "Exact number of groups (networks). Unset: the launcher's default; "
-    "0: the MIP chooses (use --principled_form=marginal).")
+    "0: free, the MIP chooses (self-pair principled gains then always pick singletons: use "
+    "the marginal form).")
 _MAX_GROUPS = flags.DEFINE_integer("max_groups", None, "At most this many groups.")
 _MIN_GROUP_SIZE = flags.DEFINE_integer("min_group_size", 1, "Every group has >= this many tasks.")
 _MAX_GROUP_SIZE = flags.DEFINE_integer("max_group_size", None,

@@ -11,7 +11,6 @@ column ranks all same-group sources above all others.
 """
 import os
 
-from absl import app
 from absl import flags
 import numpy as np
 

@@ -22,6 +22,8 @@ def task_score(gains, objective, group, a):
     return sum(others) / len(group)
   if objective == "tag":
     return sum(others) / len(others)
+  if objective == "hoa":
+    return sum(others) / len(others) if others else gains[a][a]
   raise ValueError(objective)
 
 

@@ -25,7 +25,7 @@ OPTIMIZERS = {
     "sgd_momentum": lambda: optax.sgd(0.05, momentum=0.9),
     "adam": lambda: optax.adam(0.01),
 }
-ALL_MEASURES = ("principled", "principled_marginal", "tag")
+ALL_MEASURES = ("principled", "principled_marginal", "tag", "cosine", "first_order")
 
 
 def reference_collection(taskset, config):
@@ -61,8 +61,18 @@ def reference_collection(taskset, config):
       add = lambda *gs: jax.tree.map(lambda *xs: sum(xs), *gs)
       after = lambda *ts, shared_only=False: losses_of(
           step_with(add(*[grads[t] for t in ts]), shared_only), batch)
+      flat = {t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(grads[t])]) for t in idx}
+      trunk = {t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(grads[t]["trunk"])])
+               for t in idx}
       for i in idx:
         for j in idx:
+          if "cosine" in config.measures:
+            sums["cosine"][i, j] += trunk[i] @ trunk[j] / (
+                np.linalg.norm(trunk[i]) * np.linalg.norm(trunk[j]))
+            counts["cosine"][i, j] += 1
+          if "first_order" in config.measures:   # L_j(θ − (g_i + g_j)) to first order
+            sums["first_order"][i, j] += flat[j] @ (flat[i] + flat[j]) / base[j]
+            counts["first_order"][i, j] += 1
           if "principled" in config.measures:
             s_ij = 1 - after(i, j)[j] / base[j]          # i == j: the self-pair {j, j}
             sums["principled"][i, j] += s_ij

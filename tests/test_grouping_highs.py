@@ -6,7 +6,7 @@ from scipy import optimize, sparse
 import brute_force_grouping as bf
 from tgroup.grouping import Constraints, solve_grouping
 
-OBJECTIVES = ("principled", "marginal", "tag")
+OBJECTIVES = ("principled", "marginal", "tag", "hoa")
 
 
 def _subsets(m, objective):
@@ -73,7 +73,7 @@ def highs_cover(gains, objective, max_groups):
 def test_partition_agrees_with_highs(seed):
   rng = np.random.default_rng(seed)
   m = 3 + seed % 6  # every size from 3 to 8
-  objective = OBJECTIVES[seed % 3]
+  objective = OBJECTIVES[seed % len(OBJECTIVES)]
   gains = rng.normal(size=(m, m))
   num_groups = None
   if seed % 2 or objective == "principled":
@@ -89,7 +89,7 @@ def test_partition_agrees_with_highs(seed):
 def test_cover_agrees_with_highs(seed):
   rng = np.random.default_rng(100 + seed)
   m = 3 + seed % 3
-  objective = OBJECTIVES[seed % 3]
+  objective = OBJECTIVES[seed % len(OBJECTIVES)]
   gains = rng.normal(size=(m, m))
   max_groups = int(rng.integers(1, m))
   tasks = [f"t{i}" for i in range(m)]

@@ -11,7 +11,7 @@ from tgroup.errors import InfeasibleError
 from tgroup.grouping import Constraints, solve_grouping
 
 NAMES = tuple("abcdef")
-OBJECTIVES = ("principled", "marginal", "tag")
+OBJECTIVES = ("principled", "marginal", "tag", "hoa")
 KINDS = ("none", "num_groups", "max_groups", "min_group_size",
          "max_group_size", "must_link", "cannot_link", "alone", "mixed")
 SETTINGS = dict(deadline=None, database=None,

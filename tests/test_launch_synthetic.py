@@ -61,8 +61,10 @@ def test_writes_the_contract(tiny_run):
 def test_rerun_reuses_saved_results(tiny_run):
   wd = tiny_run
   first = json.load(open(os.path.join(wd, "report.json")))
-  stamps = {f: os.path.getmtime(os.path.join(wd, f))
-            for f in ("gains_principled.json", "gains_tag.json", "networks.json")}
+  files = ["gains_principled.json", "gains_tag.json"] + [
+      os.path.join(d, f) for d, _, fs in os.walk(os.path.join(wd, "networks")) for f in fs]
+  stamps = {f: os.path.getmtime(os.path.join(wd, f)) for f in files}
+  assert len(stamps) > 4
   assert launch(f"--workdir={wd}", *TINY).returncode == 0
   second = json.load(open(os.path.join(wd, "report.json")))
   assert stamps == {f: os.path.getmtime(os.path.join(wd, f)) for f in stamps}

@@ -50,7 +50,7 @@ def test_evaluate_pads_the_last_batch_exactly(tiny):
 
 def test_train_groups_averages_seeds_and_trains_each_group_once(tiny):
   res = evaluate.train_groups(tiny, [(0, 1), (1, 0), (2,)], seeds=(0, 1), steps=5,
-                              max_parallel=2, quiet=True)
+                              chunk_size=2, quiet=True)
   assert sorted(res) == [(0, 1), (2,)]
   one = evaluate.train_groups(tiny, [(2,)], seeds=(0,), steps=5, quiet=True)
   two = evaluate.train_groups(tiny, [(2,)], seeds=(1,), steps=5, quiet=True)
@@ -60,7 +60,8 @@ def test_train_groups_averages_seeds_and_trains_each_group_once(tiny):
 
 def test_score_grouping_serves_each_task_from_its_assigned_group(tiny):
   m = tiny.num_tasks
-  fake = lambda g, v: evaluate.NetworkResult(g, np.full(m, v), np.full(m, 10 * v), None, 1.0)
+  fake = lambda g, v: evaluate.NetworkResult(g, np.full(m, v), np.full(m, 10 * v), None, None,
+                                             1.0)
   results = {(0, 1, 2): fake((0, 1, 2), 1.0), (2, 3, 4, 5): fake((2, 3, 4, 5), 2.0)}
   scored = evaluate.score_grouping(tiny, [(0, 1, 2), (2, 3, 4, 5)],
                                    {0: 0, 1: 0, 2: 1, 3: 1, 4: 1, 5: 1}, results)

@@ -39,10 +39,11 @@ def set_partitions(items: Sequence[int]) -> Iterator[list[tuple[int, ...]]]:
 
 
 def subset_table(taskset: TaskSet, *, seeds: Sequence[int] = (0,), steps: int | None = None,
-                 quiet: bool = False) -> dict[tuple[int, ...], evaluate.NetworkResult]:
+                 chunk_size: int = 16, quiet: bool = False, cache=None
+                 ) -> dict[tuple[int, ...], evaluate.NetworkResult]:
   """Trains one network per non-empty task subset (same protocol as every group)."""
   return evaluate.train_groups(taskset, all_subsets(taskset.num_tasks), seeds=seeds,
-                               steps=steps, quiet=quiet)
+                               steps=steps, chunk_size=chunk_size, quiet=quiet, cache=cache)
 
 
 def ranked_partitions(table, m: int, num_groups: int | None = None, key: str = "test_loss"

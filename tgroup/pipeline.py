@@ -6,8 +6,9 @@ Launchers only turn flags into a TaskSet and a :class:`PipelineConfig` and call
 Files written into ``workdir`` (atomically):
   gains.json, gains_<measure>.json   the gains of the first / every gain method
   groups.json, groups_<method>.json  the grouping of the first / every grouping method
-  networks.json                      per-network test results (reused on rerun)
-  report.json                        every method's groups and results
+  networks/<identity>/*.json         every trained network's results, as it finishes
+  oracle/table.json                  the oracle's measured table (with ``oracle``)
+  report.json                        every method's groups, results and regret
   gains.png, results.png             heatmap with groups outlined; per-task bars
 """
 from __future__ import annotations
@@ -20,24 +21,22 @@ from typing import Any, Sequence
 from absl import logging
 import numpy as np
 
+from tgroup import baselines
 from tgroup import evaluate
 from tgroup import io
+from tgroup import methods as methods_lib
+from tgroup import oracle
 from tgroup import plots
-from tgroup.errors import UserError
+from tgroup import report as report_lib
+from tgroup.errors import InfeasibleError, UserError
 from tgroup.gains import CollectConfig, Gains, run_collection
-from tgroup.grouping import Constraints, Grouping, solve_grouping
+from tgroup.grouping import Constraints, Grouping, hoa_gains, solve_grouping, solve_measured
+from tgroup.netcache import MemoryCache, NetworkCache
 from tgroup.tasks import TaskSet
 
-# Method -> (measure it groups on, grouping objective, overlapping groups).
-# The principled method's measure and objective depend on its form (see below).
-GAIN_METHODS = {
-    "principled": None,
-    "tag": ("tag", "tag", True),
-}
-FIXED_METHODS = ("stl", "mtl_all")
-METHODS = tuple(GAIN_METHODS) + FIXED_METHODS
-PRINCIPLED_FORMS = {"self_pair": ("principled", "principled"),
-                    "marginal": ("principled_marginal", "marginal")}
+METHODS = methods_lib.METHODS
+PRINCIPLED_FORMS = methods_lib.PRINCIPLED_FORMS
+format_table = report_lib.format_table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +52,14 @@ class PipelineConfig:
     collect: collection settings; its measures are set from ``methods``.
     eval_seeds: seeds of the group networks; results are averaged over them.
     train_steps: steps of every group network (None: the TaskSet's default).
-    max_parallel: networks trained at once.
+    chunk_size: networks trained at once (results do not depend on the others in
+      a chunk, but do on its size: keep it fixed when comparing runs).
+    random_draws: random partitions drawn for ``random``.
+    max_oracle_networks: refuse the oracle when 2^m − 1 exceeds this.
     quiet: no progress lines and no table.
     run_key: settings that identify the problem (e.g. the launcher's benchmark
-      flags); saved gains and network results in ``workdir`` are reused only
-      when it and every other setting match.
+      flags). With it, saved gains and networks in ``workdir`` are reused when it
+      and every other setting match; without it nothing is reused.
   """
   methods: tuple[str, ...] = ("principled", "tag", "stl", "mtl_all")
   constraints: Constraints = Constraints()
@@ -65,7 +67,9 @@ class PipelineConfig:
   collect: CollectConfig = CollectConfig()
   eval_seeds: tuple[int, ...] = (0,)
   train_steps: int | None = None
-  max_parallel: int = 64
+  chunk_size: int = 16
+  random_draws: int = 5
+  max_oracle_networks: int = 1023
   quiet: bool = False
   run_key: dict[str, Any] | None = None
 
@@ -81,33 +85,53 @@ class PipelineConfig:
                       f"got {self.principled_form!r}")
     c = self.constraints
     c.check_tasks(taskset.tasks)
-    if ("principled" in self.methods and self.principled_form == "self_pair"
-        and c.num_groups is None and c.max_groups is None):
-      raise UserError("the self-pair principled form needs num_groups or max_groups (with the "
-                      "number of groups free it always picks singletons); set one, or use "
-                      "principled_form=marginal")
-    if not self.eval_seeds:
-      raise UserError("eval_seeds must name at least one seed")
-    if self.train_steps is not None and self.train_steps < 1:
-      raise UserError(f"train_steps must be >= 1, got {self.train_steps}")
+    free = c.num_groups is None and c.max_groups is None
+    for method in self.methods:
+      if method == "random" and c.num_groups is None and not self.grouping_methods():
+        raise UserError("random groupings need num_groups, or a grouping method whose group "
+                        "count they copy")
+      if method != "random" and free and methods_lib.needs_group_count(method,
+                                                                      self.principled_form):
+        raise UserError(f"{method} with self-pair gains needs num_groups or max_groups (with "
+                        "the number of groups free it always picks singletons); set one"
+                        + (", or use principled_form=marginal" if method == "principled"
+                           else ""))
+    if any(m in self.methods for m in methods_lib.TABLE_METHODS) and taskset.val is None:
+      raise UserError("hoa and oracle select on validation results, but the TaskSet has no "
+                      "validation split")
+    if "oracle" in self.methods and 2 ** taskset.num_tasks - 1 > self.max_oracle_networks:
+      raise UserError(f"the oracle would train 2^{taskset.num_tasks} - 1 = "
+                      f"{2 ** taskset.num_tasks - 1} networks, more than max_oracle_networks="
+                      f"{self.max_oracle_networks}")
+    for name, value, low in (("eval_seeds", len(self.eval_seeds), 1),
+                             ("chunk_size", self.chunk_size, 1),
+                             ("random_draws", self.random_draws, 1),
+                             ("train_steps", self.train_steps or 1, 1)):
+      if value < low:
+        raise UserError(f"{name} must be >= {low}, got {value}")
     self.collect_config().validate(taskset.num_tasks)
     # Infeasible constraints fail now, not after the collection run: the same
     # model with zero gains is feasible exactly when the real one is.
     zeros = np.zeros((taskset.num_tasks, taskset.num_tasks))
     for method in self.methods:
-      if method in GAIN_METHODS:
-        _, objective, overlap = self.method_spec(method)
+      if method in methods_lib.GAIN_METHODS or method == "hoa":
+        objective, overlap = self.objective_of(method)
         solve_grouping(list(taskset.tasks), zeros, objective, c, overlap=overlap)
 
-  def method_spec(self, method: str) -> tuple[str, str, bool]:
-    """(measure, grouping objective, overlap) of a gain-based method."""
-    if method == "principled":
-      return (*PRINCIPLED_FORMS[self.principled_form], False)
-    return GAIN_METHODS[method]
+  def objective_of(self, method: str) -> tuple[str, bool]:
+    """(grouping objective, overlap) of a gain method or hoa."""
+    if method == "hoa":
+      return "hoa", True
+    spec = methods_lib.gain_spec(method, self.principled_form)
+    return spec.objective, spec.overlap
+
+  def grouping_methods(self) -> list[str]:
+    return [m for m in self.methods if m in methods_lib.GAIN_METHODS + methods_lib.TABLE_METHODS]
 
   def collect_config(self) -> CollectConfig:
-    measures = tuple(dict.fromkeys(self.method_spec(m)[0] for m in self.methods
-                                   if m in GAIN_METHODS))
+    measures = tuple(dict.fromkeys(
+        methods_lib.gain_spec(m, self.principled_form).measure
+        for m in self.methods if m in methods_lib.GAIN_METHODS))
     return dataclasses.replace(self.collect, measures=measures or ("principled",))
 
 
@@ -128,49 +152,84 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
   """
   config.validate(taskset)
   os.makedirs(workdir, exist_ok=True)
-  gain_methods = [m for m in config.methods if m in GAIN_METHODS]
-  gains, collect_seconds = (_collect_or_reuse(taskset, config, workdir) if gain_methods
-                            else ({}, 0.0))
-  groupings, group_seconds = _group(taskset, config, workdir, gains, gain_methods)
-  method_groups = {m: _groups_of(taskset, m, groupings.get(m)) for m in config.methods}
-  stl_groups = [(i,) for i in range(taskset.num_tasks)]  # always trained: Δm's reference
-  results = _train_or_reuse(taskset, config, workdir,
-                            stl_groups + [g for gs, _ in method_groups.values() for g in gs])
+  m = taskset.num_tasks
+  cache = (NetworkCache(os.path.join(workdir, "networks"), _network_identity(taskset, config))
+           if config.run_key is not None else MemoryCache())
 
-  tasks = list(taskset.tasks)
-  stl_metric = [results[(i,)].test_metric[i] for i in range(len(tasks))]
-  report = {
-      "benchmark": taskset.name,
-      "description": taskset.description,
-      "tasks": tasks,
-      "metric": taskset.metric_name,
-      "settings": _settings(taskset, config),
-      "methods": {},
-  }
+  def train(groups):
+    return evaluate.train_groups(taskset, groups, seeds=config.eval_seeds,
+                                 steps=config.train_steps, chunk_size=config.chunk_size,
+                                 quiet=config.quiet, cache=cache)
+
+  gain_methods = [x for x in config.methods if x in methods_lib.GAIN_METHODS]
+  gains, collect_seconds = ({}, 0.0)
+  if gain_methods:
+    gains, collect_seconds = _collect_or_reuse(taskset, config, workdir)
+  seconds = {x: {"collect": collect_seconds, "group": 0.0} for x in gain_methods}
+  groupings: dict[str, Grouping] = {}
+  for method in gain_methods:
+    measure = methods_lib.gain_spec(method, config.principled_form).measure
+    groupings[method], seconds[method]["group"] = _timed_grouping(
+        taskset, config, method, gains[measure].gains)
+
+  if "hoa" in config.methods:
+    pairs = train([(i,) for i in range(m)] + [(i, j) for i in range(m) for j in range(i + 1, m)])
+    gains["hoa"] = Gains(taskset.tasks, "hoa", hoa_gains(_pair_table(pairs, m)),
+                         np.ones((m, m), int), {"table": "validation loss of pairs and singles"})
+    gains["hoa"].save(os.path.join(workdir, "gains_hoa.json"))
+    groupings["hoa"], group_s = _timed_grouping(taskset, config, "hoa", gains["hoa"].gains)
+    seconds["hoa"] = {"collect": sum(r.seconds for r in pairs.values()), "group": group_s}
+
+  table = None
+  if "oracle" in config.methods:
+    table = train(oracle.all_subsets(m))
+    _save_table(taskset, table, os.path.join(workdir, "oracle", "table.json"))
+    start = time.perf_counter()
+    groupings["oracle"] = solve_measured(taskset.tasks, _val_losses(table), config.constraints)
+    seconds["oracle"] = {"collect": sum(r.seconds for r in table.values()),
+                         "group": time.perf_counter() - start}
+
+  _write_groupings(taskset, config, workdir, gains, groupings)
+
+  draws = {x: [_indices(taskset, groupings[x])] for x in groupings}
+  draws["stl"] = [([(i,) for i in range(m)], None)]
+  draws["mtl_all"] = [([tuple(range(m))], None)]
+  if "random" in config.methods:
+    k = config.constraints.num_groups or len(groupings[config.grouping_methods()[0]].groups)
+    draws["random"] = [(p, None) for p in baselines.random_partitions(
+        taskset.tasks, k, config.random_draws, config.collect.seed, config.constraints)]
+  needed = [g for x in config.methods for gs, _ in draws[x] for g in gs] + draws["stl"][0][0]
+  results = train(needed)
+  if table is not None:
+    results = {**table, **results}
+
+  stl_metric = [results[(i,)].test_metric[i] for i in range(m)]
+  report = {"benchmark": taskset.name, "description": taskset.description,
+            "tasks": list(taskset.tasks), "metric": taskset.metric_name,
+            "settings": _settings(taskset, config), "methods": {}}
   if taskset.ground_truth_groups is not None:
     report["ground_truth_groups"] = [list(g) for g in taskset.ground_truth_groups]
-  for method, (groups, assignment) in method_groups.items():
-    scored = evaluate.score_grouping(taskset, groups, assignment, results)
-    metrics = [scored["per_task"][t]["test_metric"] for t in tasks]
-    entry = {
-        "groups": [[tasks[i] for i in g] for g in groups],
-        "per_task": scored["per_task"],
-        "total_test_loss": scored["total_test_loss"],
-        "total_test_error": scored["total_test_error"],
-        "delta_m": evaluate.delta_m(metrics, stl_metric, taskset.higher_is_better),
-        "regret": None,
-        "seconds": {"collect": collect_seconds if method in groupings else 0.0,
-                    "group": group_seconds.get(method, 0.0),
-                    "train": scored["train_seconds"]},
-    }
+  regret = _Regret(taskset, config, table, results) if table is not None else None
+  for method in config.methods:
+    entry = report_lib.method_entry(taskset, draws[method], results, stl_metric)
+    entry["seconds"].update(seconds.get(method, {}))
     if method in groupings:
-      entry["measure"] = config.method_spec(method)[0]
       entry["grouping_status"] = groupings[method].status
       entry["predicted_objective"] = groupings[method].objective
+    if method in gain_methods:
+      entry["measure"] = methods_lib.gain_spec(method, config.principled_form).measure
+    elif method == "hoa":
+      entry["measure"] = "hoa"
+    if regret is not None:
+      entry["regret"] = regret(entry["total_test_loss"], len(draws[method][0][0]),
+                               methods_lib.OVERLAP.get(method, False))
     if taskset.ground_truth_groups is not None:
       entry["matches_ground_truth"] = _same_partition(entry["groups"],
                                                       report["ground_truth_groups"])
     report["methods"][method] = entry
+  if "first_order" in gains and "principled" in gains:
+    report["methods"]["first_order"]["spearman_with_principled"] = baselines.spearman(
+        gains["first_order"].gains.ravel(), gains["principled"].gains.ravel())
   io.write_json(os.path.join(workdir, "report.json"), report)
   plots.per_task_bars(report, os.path.join(workdir, "results.png"))
   if not config.quiet:
@@ -178,73 +237,108 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
   return report
 
 
-def _group(taskset: TaskSet, config: PipelineConfig, workdir: str, gains: dict[str, Gains],
-           gain_methods: Sequence[str]) -> tuple[dict[str, Grouping], dict[str, float]]:
-  """Solves each gain method's MIP; writes groups_*.json, groups.json, gains.json, gains.png."""
-  tasks = list(taskset.tasks)
-  groupings, seconds = {}, {}
-  for method in gain_methods:
-    measure, objective, overlap = config.method_spec(method)
-    start = time.perf_counter()
-    groupings[method] = solve_grouping(tasks, gains[measure].gains, objective,
-                                       config.constraints, overlap=overlap)
-    seconds[method] = time.perf_counter() - start
-    io.write_json(os.path.join(workdir, f"groups_{method}.json"), groupings[method].to_json())
-  if gain_methods:
-    first, first_gains = groupings[gain_methods[0]], gains[config.method_spec(gain_methods[0])[0]]
-    io.write_json(os.path.join(workdir, "groups.json"), first.to_json())
-    first_gains.save(os.path.join(workdir, "gains.json"))
-    plots.gains_heatmap(tasks, first_gains.gains, first.groups, os.path.join(workdir, "gains.png"),
-                        title=f"{taskset.name}: {first_gains.measure} gains, "
-                              f"{gain_methods[0]} groups")
-  return groupings, seconds
+class _Regret:
+  """Test total minus the oracle's at the same number of groups (and overlap).
+
+  The oracle's grouping with k groups is selected on the validation table under
+  the run's other constraints, and scored on test like every method.
+  """
+
+  def __init__(self, taskset, config, table, results):
+    self.taskset, self.config, self.results = taskset, config, results
+    self.val = _val_losses(table)
+    self.totals: dict[tuple[int, bool], float | None] = {}
+
+  def __call__(self, total: float, k: int, overlap: bool) -> float | None:
+    if (k, overlap) not in self.totals:
+      constraints = dataclasses.replace(self.config.constraints, num_groups=k, max_groups=None)
+      try:
+        best = solve_measured(self.taskset.tasks, self.val, constraints, overlap=overlap)
+      except InfeasibleError:
+        self.totals[(k, overlap)] = None
+      else:
+        groups, assignment = _indices(self.taskset, best)
+        self.totals[(k, overlap)] = evaluate.score_grouping(
+            self.taskset, groups, assignment, self.results)["total_test_loss"]
+    best_total = self.totals[(k, overlap)]
+    return None if best_total is None else float(total - best_total)
 
 
-def _groups_of(taskset: TaskSet, method: str, grouping: Grouping | None
-               ) -> tuple[list[tuple[int, ...]], dict[int, int] | None]:
-  """A method's groups as task indices, and the serving assignment of a cover."""
-  m = taskset.num_tasks
-  if method == "stl":
-    return [(i,) for i in range(m)], None
-  if method == "mtl_all":
-    return [tuple(range(m))], None
+def _timed_grouping(taskset, config, method, gains) -> tuple[Grouping, float]:
+  objective, overlap = config.objective_of(method)
+  start = time.perf_counter()
+  grouping = solve_grouping(list(taskset.tasks), gains, objective, config.constraints,
+                            overlap=overlap)
+  return grouping, time.perf_counter() - start
+
+
+def _indices(taskset: TaskSet, grouping: Grouping):
   index = {t: i for i, t in enumerate(taskset.tasks)}
   return ([tuple(index[t] for t in g) for g in grouping.groups],
           {index[t]: k for t, k in grouping.assignment.items()})
 
 
-def format_table(report: dict) -> str:
-  """A Markdown table: method, groups, total test loss, (total test error,) Δm."""
-  has_error = any(e["total_test_error"] is not None for e in report["methods"].values())
-  columns = ["method", "groups", "total test loss"]
-  columns += ["total test error"] if has_error else []
-  columns += ["Δm vs STL (%)"]
-  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-  for name, e in report["methods"].items():
-    row = [name, " ".join("{" + ",".join(g) + "}" for g in e["groups"]),
-           f"{e['total_test_loss']:.4f}"]
-    if has_error:
-      err = e["total_test_error"]
-      row.append("n/a" if err is None else f"{err:.4f}")
-    row.append(f"{e['delta_m']:+.2f}")
-    lines.append("| " + " | ".join(row) + " |")
-  return "\n".join(lines)
+def _pair_table(results, m: int) -> np.ndarray:
+  """``table[a][b]``: task a's validation loss trained with b alone (``[a][a]``: alone)."""
+  table = np.zeros((m, m))
+  for g, r in results.items():
+    if len(g) == 1:
+      table[g[0], g[0]] = r.val_loss[g[0]]
+    else:
+      i, j = g
+      table[i, j], table[j, i] = r.val_loss[i], r.val_loss[j]
+  return table
+
+
+def _val_losses(table) -> dict:
+  return {g: r.val_loss for g, r in table.items()}
+
+
+def _save_table(taskset: TaskSet, table, path: str) -> None:
+  io.write_json(path, {"tasks": list(taskset.tasks), "networks": [
+      r.to_json() for _, r in sorted(table.items(), key=lambda kv: (len(kv[0]), kv[0]))]})
+
+
+def _write_groupings(taskset, config, workdir, gains, groupings) -> None:
+  """groups_<method>.json for each; groups.json, gains.json and gains.png for the first."""
+  for method, grouping in groupings.items():
+    io.write_json(os.path.join(workdir, f"groups_{method}.json"), grouping.to_json())
+  first = config.grouping_methods()
+  if not first:
+    return
+  io.write_json(os.path.join(workdir, "groups.json"), groupings[first[0]].to_json())
+  with_gains = [x for x in first if x in methods_lib.GAIN_METHODS or x == "hoa"]
+  if with_gains:
+    method = with_gains[0]
+    g = gains["hoa"] if method == "hoa" else gains[
+        methods_lib.gain_spec(method, config.principled_form).measure]
+    g.save(os.path.join(workdir, "gains.json"))
+    plots.gains_heatmap(taskset.tasks, g.gains, groupings[method].groups,
+                        os.path.join(workdir, "gains.png"),
+                        title=f"{taskset.name}: {g.measure} gains, {method} groups")
 
 
 def _same_partition(a: Sequence[Sequence[str]], b: Sequence[Sequence[str]]) -> bool:
   return sorted(map(sorted, a)) == sorted(map(sorted, b))
 
 
+def _network_identity(taskset: TaskSet, config: PipelineConfig) -> dict:
+  """What determines a network's result besides its group and seed."""
+  return {"run_key": config.run_key, "train_steps": config.train_steps or taskset.train_steps,
+          "chunk_size": config.chunk_size, "tasks": list(taskset.tasks)}
+
+
 def _settings(taskset: TaskSet, config: PipelineConfig) -> dict:
-  collect = config.collect_config().settings(taskset)
   return {
       "run_key": config.run_key,
       "methods": list(config.methods),
       "constraints": config.constraints.to_json(),
       "principled_form": config.principled_form,
-      "collect": collect,
+      "collect": config.collect_config().settings(taskset),
       "eval_seeds": list(config.eval_seeds),
       "train_steps": config.train_steps or taskset.train_steps,
+      "chunk_size": config.chunk_size,
+      "random_draws": config.random_draws,
   }
 
 
@@ -253,45 +347,16 @@ def _collect_or_reuse(taskset: TaskSet, config: PipelineConfig, workdir: str
   """Reuses ``gains_<measure>.json`` written by an identical earlier run."""
   cc = config.collect_config()
   key = {"run_key": config.run_key, "collect": cc.settings(taskset)}
-  paths = {m: os.path.join(workdir, f"gains_{m}.json") for m in cc.measures}
+  paths = {x: os.path.join(workdir, f"gains_{x}.json") for x in cc.measures}
   if config.run_key is not None and all(os.path.exists(p) for p in paths.values()):
-    saved = {m: Gains.load(p) for m, p in paths.items()}
+    saved = {x: Gains.load(p) for x, p in paths.items()}
     if all(g.settings.get("key") == key for g in saved.values()):
       logging.info("reusing gains saved in %s", workdir)
       return saved, float(next(iter(saved.values())).settings.get("seconds", 0.0))
   start = time.perf_counter()
   gains, _ = run_collection(taskset, cc)
   seconds = time.perf_counter() - start
-  for m, g in gains.items():
-    g = dataclasses.replace(g, settings=dict(g.settings, key=key))
-    g.save(paths[m])
-    gains[m] = g
+  for x, g in gains.items():
+    gains[x] = dataclasses.replace(g, settings=dict(g.settings, key=key))
+    gains[x].save(paths[x])
   return gains, seconds
-
-
-def _train_or_reuse(taskset: TaskSet, config: PipelineConfig, workdir: str,
-                    groups: Sequence[tuple[int, ...]]) -> dict:
-  """Trains the networks not already in ``networks.json`` from an identical run."""
-  path = os.path.join(workdir, "networks.json")
-  key = {"run_key": config.run_key, "eval_seeds": list(config.eval_seeds),
-         "train_steps": config.train_steps or taskset.train_steps}
-  cached: dict[tuple[int, ...], evaluate.NetworkResult] = {}
-  if config.run_key is not None and os.path.exists(path):
-    saved = io.read_json(path)
-    if saved.get("key") == key:
-      for row in saved["networks"]:
-        g = tuple(row["group"])
-        cached[g] = evaluate.NetworkResult(
-            g, np.array(row["test_loss"]), np.array(row["test_metric"]),
-            None if row["val_loss"] is None else np.array(row["val_loss"]), row["seconds"])
-  todo = [g for g in dict.fromkeys(tuple(sorted(g)) for g in groups) if g not in cached]
-  if todo:
-    cached.update(evaluate.train_groups(taskset, todo, seeds=config.eval_seeds,
-                                        steps=config.train_steps,
-                                        max_parallel=config.max_parallel, quiet=config.quiet))
-    io.write_json(path, {"key": key, "networks": [
-        {"group": list(g), "test_loss": r.test_loss.tolist(),
-         "test_metric": r.test_metric.tolist(),
-         "val_loss": None if r.val_loss is None else r.val_loss.tolist(),
-         "seconds": r.seconds} for g, r in cached.items()]})
-  return cached

@@ -14,7 +14,6 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from tgroup import data as data_lib
@@ -73,6 +72,7 @@ class TaskSet:
     description: one line for reports.
 
   Examples:
+    >>> import numpy as np
     >>> ts = TaskSet(
     ...     name="toy", tasks=("a", "b"),
     ...     model=models.MultiTaskModel(models.MLPTrunk((4,)), models.DenseHead(1), 2),

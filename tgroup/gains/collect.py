@@ -27,7 +27,8 @@ class CollectConfig:
   """How gains are collected.
 
   Attributes:
-    measures: names among ``principled``, ``principled_marginal``, ``tag``.
+    measures: names among ``principled``, ``principled_marginal``, ``tag``,
+      ``cosine``, ``first_order`` (see :mod:`tgroup.gains.lookahead`).
     steps: training steps of the collection run (None: the TaskSet's default).
     collect_every: collect at steps 0, k, 2k, ... (lazy collection).
     sample_tasks: tasks drawn per collected step (None: all; fewer lookaheads).
@@ -136,7 +137,8 @@ def finish(tasks, measure: str, acc: lookahead.GainSums, settings: dict) -> Gain
     raise UserError(f"{measure} gains are not finite: a lookahead step diverged "
                     "(lower the learning rate)")
   means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-  return Gains(tuple(tasks), measure, means, counts, dict(settings, form=_FORMS.get(measure)))
+  settings = dict(settings, form=_FORMS[measure]) if measure in _FORMS else settings
+  return Gains(tuple(tasks), measure, means, counts, settings)
 
 
-_FORMS = {"principled": "self_pair", "principled_marginal": "marginal", "tag": None}
+_FORMS = {"principled": "self_pair", "principled_marginal": "marginal", "first_order": "self_pair"}

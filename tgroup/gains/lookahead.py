@@ -15,6 +15,15 @@ Per step and batch B, with the current parameters θ and optimizer state o:
    - principled_marginal: ``(L_j(θ⁺_j) − L_j(θ⁺_{i,j})) / L_j(θ)``, off-diagonal;
    - tag: ``1 − L_j(θ_s⁺|i, θ_j) / L_j(θ)``, a step of the shared trunk only.
 
+Two measures need no lookahead, only the Gram matrix of the per-task gradients:
+
+   - cosine: the cosine similarity of tasks' shared-trunk gradients (TAG's
+     baseline);
+   - first_order: the first-order Taylor expansion of the principled gain for a
+     plain gradient step of size 1, ``(∇L_j·g_i + ∇L_j·g_j) / L_j(θ)`` (diagonal
+     ``2 ∇L_j·g_j / L_j``). Multiply by a learning rate to compare magnitudes
+     with the exact gains; grouping does not depend on a common scale.
+
 Combinations run under ``lax.map`` (CPU: vmap copies the weights once per
 combination) or ``vmap`` (accelerators), chosen by ``strategy``.
 """
@@ -135,12 +144,22 @@ def per_task_gradients(losses_fn, params, task_idx: jax.Array, num_tasks: int):
   return losses, jac
 
 
+def gram(jac, keep=None) -> jax.Array:
+  """``(s, s)`` dot products of per-task gradients (only leaves where ``keep`` is True)."""
+  leaves = jax.tree.leaves(jac)
+  if keep is not None:
+    leaves = [leaf for leaf, k in zip(leaves, jax.tree.leaves(keep)) if k]
+  return sum(jnp.tensordot(x, x, axes=(tuple(range(1, x.ndim)),) * 2) for x in leaves)
+
+
 def step_gains(ratios_full: jax.Array, ratios_shared: jax.Array, idx: jax.Array,
-               lay: combinations.Layout, measures) -> dict[str, tuple[jax.Array, np.ndarray]]:
+               lay: combinations.Layout, measures, *, full_gram=None, shared_gram=None,
+               losses=None) -> dict[str, tuple[jax.Array, np.ndarray]]:
   """Per-step gains on the drawn tasks: measure -> ((s, s) values, (s, s) 0/1 collected).
 
-  ``ratios_*`` are ``L(θ⁺)/L(θ)`` of shape ``(k, m)``; entry [a, b] of the result
-  is what drawn task b receives from drawn task a.
+  ``ratios_*`` are ``L(θ⁺)/L(θ)`` of shape ``(k, m)``; the Gram matrices are
+  ``(s, s)`` over all / shared parameters; ``losses`` is L(θ), ``(m,)``. Entry
+  [a, b] of the result is what drawn task b receives from drawn task a.
   """
   s = lay.s
   target = np.arange(s)[None, :]
@@ -156,6 +175,13 @@ def step_gains(ratios_full: jax.Array, ratios_shared: jax.Array, idx: jax.Array,
         (r[lay.single[None, :], target] - r[pair, target]) * off_diag, off_diag)
   if "tag" in measures:
     out["tag"] = (1.0 - ratios_shared[:, idx], np.ones((s, s), np.int32))
+  if "cosine" in measures:
+    norms = jnp.sqrt(jnp.diag(shared_gram))
+    out["cosine"] = (shared_gram / jnp.maximum(norms[:, None] * norms[None, :], 1e-30),
+                     np.ones((s, s), np.int32))
+  if "first_order" in measures:
+    own = jnp.diag(full_gram)[None, :]
+    out["first_order"] = ((full_gram + own) / losses[idx][None, :], np.ones((s, s), np.int32))
   return out
 
 
@@ -188,12 +214,15 @@ def make_collect_step(taskset, measures, *, sample_tasks: int | None = None,
                                            step_mask=mask, strategy=strategy,
                                            map_batch_size=map_batch_size) / losses
     ratios_full = run(lay.full_weights, None) if len(lay.full_weights) else None
-    ratios_shared = (run(lay.shared_weights, taskset.shared_mask(params))
-                     if len(lay.shared_weights) else None)
+    shared = taskset.shared_mask(params)
+    ratios_shared = run(lay.shared_weights, shared) if len(lay.shared_weights) else None
+    full_gram = gram(jac) if "first_order" in measures else None
+    shared_gram = gram(jac, shared) if "cosine" in measures else None
     new = dict(cstate.measures)
     grid = (idx[:, None], idx[None, :])
-    for name, (values, collected) in step_gains(ratios_full, ratios_shared, idx, lay,
-                                                measures).items():
+    for name, (values, collected) in step_gains(
+        ratios_full, ratios_shared, idx, lay, measures, full_gram=full_gram,
+        shared_gram=shared_gram, losses=losses).items():
       acc = cstate.measures[name]
       new[name] = GainSums(acc.sums.at[grid].add(values * collected),
                            acc.counts.at[grid].add(collected))

@@ -11,8 +11,10 @@ Examples:
   (('a', 'b'), ('c',))
 """
 from tgroup.grouping.constraints import Constraints
+from tgroup.grouping.measured import solve_measured
 from tgroup.grouping.result import Grouping
 from tgroup.grouping.scores import OBJECTIVES
+from tgroup.grouping.scores import hoa_gains
 from tgroup.grouping.scores import task_scores
 from tgroup.grouping.select import Selection
 from tgroup.grouping.select import select_candidates
@@ -23,7 +25,9 @@ __all__ = [
     "Constraints",
     "Grouping",
     "Selection",
+    "hoa_gains",
     "select_candidates",
     "solve_grouping",
+    "solve_measured",
     "task_scores",
 ]

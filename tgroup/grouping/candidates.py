@@ -107,8 +107,9 @@ def _block_subsets(nb: int, lo: int, cap: int) -> np.ndarray:
 def _group_value(total: np.ndarray, size: np.ndarray,
                  objective: str) -> np.ndarray:
   """Group score from the sum of the (effective) gains inside the group."""
-  if objective == "tag":
-    # A singleton has no TAG score; 0 ranks it neutrally during growth.
+  if objective in ("tag", "hoa"):
+    # A singleton has no TAG score (HOA's needs the diagonal, which growth
+    # zeroes); 0 ranks it neutrally during growth. The MIP scores exactly.
     return np.where(size > 1, total / np.maximum(size - 1, 1), 0.0)
   return total / size
 

@@ -52,7 +52,7 @@ class Grouping:
     status: "optimal" (proven by CBC) or "feasible" (stopped by a time limit).
     candidates: "all" when every allowed group was a candidate (a proven
       optimum is the true optimum), "generated" when columns were generated.
-    objective_name: "principled", "marginal" or "tag".
+    objective_name: "principled", "marginal", "tag" or "hoa".
     constraints: the constraints as :meth:`Constraints.to_json` gives them.
     overlap: False for a partition, True for a cover.
 

@@ -15,7 +15,10 @@ from tgroup.errors import UserError
 # principled: (1/|S|) sum_{i in S} G[i, a], the self-pair G[a, a] included.
 # marginal:   (1/|S|) sum_{i in S, i != a} G[i, a]; 0 for a singleton.
 # tag:        mean_{b in S, b != a} G[b, a]; a singleton has no score.
-OBJECTIVES = ("principled", "marginal", "tag")
+# hoa:        as tag, but a singleton scores G[a, a]: Standley's higher-order
+#             approximation, with G[b, a] = a's (negated) loss when trained with b
+#             alone and G[a, a] = a's when trained alone (see hoa_gains).
+OBJECTIVES = ("principled", "marginal", "tag", "hoa")
 
 
 def check_objective(objective: str) -> str:
@@ -26,7 +29,7 @@ def check_objective(objective: str) -> str:
     Traceback (most recent call last):
     ...
     tgroup.errors.UserError: unknown grouping objective 'cosine'; known: \
-principled, marginal, tag
+principled, marginal, tag, hoa
   """
   if objective not in OBJECTIVES:
     raise UserError(f"unknown grouping objective {objective!r}; known: "
@@ -98,17 +101,21 @@ def task_scores(membership: np.ndarray, gains: np.ndarray,
   member = np.asarray(membership, dtype=bool)
   size = member.sum(axis=1, keepdims=True).astype(np.float64)
   g = np.array(gains, dtype=np.float64)
+  diagonal = np.diag(g).copy()
   if objective != "principled":
     # Summing a zero-diagonal matrix rather than subtracting the diagonal
     # afterwards keeps singleton "marginal" scores exactly 0.
     np.fill_diagonal(g, 0.0)
   received = member.astype(np.float64) @ g
-  denom = size - 1.0 if objective == "tag" else size
+  denom = size - 1.0 if objective in ("tag", "hoa") else size
   with np.errstate(divide="ignore", invalid="ignore"):
     scores = received / denom
-  scores[~member] = np.nan
+  singleton = size[:, 0] < 2
   if objective == "tag":
-    scores[size[:, 0] < 2] = np.nan
+    scores[singleton] = np.nan
+  elif objective == "hoa":
+    scores[singleton] = np.where(member[singleton], diagonal[None, :], np.nan)
+  scores[~member] = np.nan
   return scores
 
 
@@ -142,6 +149,25 @@ def group_task_scores(group: Sequence[int], gains: np.ndarray,
       out[a] = (sum(others) + float(gains[a, a])) / len(members)
     elif objective == "marginal":
       out[a] = sum(others) / len(members)
+    elif objective == "hoa" and not others:
+      out[a] = float(gains[a, a])
     else:
       out[a] = sum(others) / len(others)
   return out
+
+
+def hoa_gains(table, lower_is_better: bool = True) -> np.ndarray:
+  """Gains for the "hoa" objective from a pairwise table.
+
+  ``table[a][b]`` is task a's validation metric when trained with b alone, and
+  ``table[a][a]`` alone (the orientation of TAG's released HOA tables). The gains
+  are oriented like every gains matrix (``gains[b][a]``: what a gets with b) and
+  negated when lower is better, since grouping maximises.
+
+  Examples:
+    >>> hoa_gains([[0.5, 0.4], [0.9, 0.7]])
+    array([[-0.5, -0.9],
+           [-0.4, -0.7]])
+  """
+  t = np.asarray(table, dtype=np.float64).T
+  return -t if lower_is_better else t

@@ -1,0 +1,253 @@
+r"""Group tasks from a saved gains file, with no training and no JAX.
+
+Reads a gains.json (DESIGN §6) or one of TAG's released affinity files (same
+orientation: ``gains[i][j]`` is what task j receives from task i), solves the
+grouping MIP under the constraint flags and prints the groups; ``--output``
+writes groups.json's contract atomically.
+
+  python -m launch.group --gains=WORKDIR/gains.json --num_groups=3
+  python -m launch.group --gains=celeba_tag_affinity.json --objective=tag \
+      --overlap --num_groups=3 --output=/tmp/groups.json
+
+TAG's own selection is ``--objective=tag --overlap`` (a cover: groups may
+overlap and each task is served by its best chosen group); TAG's notebooks
+report the objective divided by the number of tasks, which is printed too.
+With ``--quiet`` and no ``--output``, the groups.json content is printed on
+stdout instead of the table, for scripts.
+
+``--num_groups`` unset or 0 leaves the number of groups free; here that needs
+``--objective=marginal`` or ``tag`` (the ``--principled_form`` its help names
+belongs to the benchmark launchers), or a ``--max_groups``.
+"""
+from __future__ import annotations
+
+import json
+import numbers
+import time
+from typing import Any, NamedTuple
+
+from absl import flags
+from absl import logging
+import numpy as np
+
+from launch import cli
+from launch import constraint_flags
+from tgroup import io
+from tgroup.errors import UserError
+from tgroup.grouping import Grouping
+from tgroup.grouping import solve_grouping
+from tgroup.grouping.scores import check_gains
+
+_GAINS = flags.DEFINE_string(
+    "gains", None, "The gains file: a gains.json written by a launcher, or a TAG "
+    "affinity/cosine file; gains[i][j] is what task j receives from task i.")
+# The objectives that take a gains matrix as it is; tgroup.grouping may know more
+# (e.g. HOA's, whose input is a pairwise table), which need their own reading.
+_GAINS_OBJECTIVES = ("principled", "marginal", "tag")
+_OBJECTIVE = flags.DEFINE_enum(
+    "objective", "principled", list(_GAINS_OBJECTIVES),
+    "How a task scores in a group S. principled: mean of gains[i][a] over i in S, "
+    "self-pair included (always prefers singletons when the number of groups is "
+    "free, so it needs --num_groups or --max_groups); marginal: the sum over i != a "
+    "divided by |S| (a singleton scores 0, so the number of groups may be free); "
+    "tag: mean over i != a, groups of >= 2 tasks (TAG's selection, with --overlap).")
+_OVERLAP = flags.DEFINE_bool(
+    "overlap", False, "Let groups overlap: a cover where each task is served by its "
+    "best chosen group, as TAG's selection does (use it with --objective=tag). "
+    "Off: a partition, every task in exactly one group.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Write groups.json's contract here (atomically); unset: only print.")
+for _module in (cli, constraint_flags):
+  flags.adopt_module_key_flags(_module)
+
+# Which objective each file's "measure" (gains.json) or "kind" (TAG's files) was
+# made for; a mismatch is only warned about, since users may mean it.
+_OBJECTIVE_OF_MEASURE = {
+    "principled": "principled",
+    "principled_marginal": "marginal",
+    "tag": "tag",
+    "tag_affinity": "tag",
+    "cosine_similarity": "tag",
+}
+
+
+class GainsFile(NamedTuple):
+  """A validated gains file.
+
+  Attributes:
+    tasks: task names, the order of both axes.
+    gains: float64 ``(m, m)``; ``gains[i, j]`` is what task j receives from i.
+    measure: the file's "measure" (gains.json) or "kind" (TAG's files), or
+      None when it has neither.
+    counts: float64 ``(m, m)`` steps behind each entry, or None when absent.
+  """
+  tasks: tuple[str, ...]
+  gains: np.ndarray
+  measure: str | None
+  counts: np.ndarray | None
+
+
+def _is_number(x: Any) -> bool:
+  # JSON true/false arrive as bool, an int subclass: a gain of `true` is a typo.
+  return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _matrix(rows: Any, m: int, where: str) -> np.ndarray:
+  """An m×m list of lists of numbers as float64, or a UserError saying where."""
+  if not isinstance(rows, list) or len(rows) != m:
+    got = f"{len(rows)} rows" if isinstance(rows, list) else type(rows).__name__
+    raise UserError(f"{where} must be {m}x{m} (one row per task), got {got}")
+  for i, row in enumerate(rows):
+    if not isinstance(row, list) or len(row) != m:
+      got = f"{len(row)} entries" if isinstance(row, list) else type(row).__name__
+      raise UserError(f"{where} must be {m}x{m}: row {i} has {got}, expected {m}")
+    for j, x in enumerate(row):
+      if not _is_number(x):
+        raise UserError(f"{where}[{i}][{j}] is {json.dumps(x)}, not a number")
+  try:
+    return np.array(rows, dtype=np.float64)
+  except OverflowError:
+    # JSON integers are unbounded; one beyond float64 cannot be a gain.
+    raise UserError(f"{where} holds an integer too large for float64") from None
+
+
+def load_gains(path: str) -> GainsFile:
+  """Reads and validates a gains file; every problem is a one-line UserError.
+
+  Args:
+    path: a gains.json (``{"tasks", "measure", "gains", "counts"?,
+      "settings"?}``) or a TAG affinity file (``{"tasks", "gains", "kind", ...}``);
+      other keys are ignored.
+
+  Returns:
+    A :class:`GainsFile`.
+
+  Raises:
+    UserError: unreadable or malformed JSON, missing keys, repeated task names,
+      wrong shapes, non-numeric or non-finite gains, negative counts.
+  """
+  obj = io.read_json(path)
+  if not isinstance(obj, dict):
+    raise UserError(f"{path}: expected a JSON object with 'tasks' and 'gains'")
+  tasks = obj.get("tasks")
+  if (not isinstance(tasks, list) or not tasks
+      or not all(isinstance(t, str) and t for t in tasks)):
+    raise UserError(f"{path}: 'tasks' must be a non-empty list of task names")
+  repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+  if repeated:
+    raise UserError(f"{path}: task names repeat: {', '.join(repeated)}")
+  if "gains" not in obj:
+    hint = (" (a 'table' of pairwise results is HOA's input, not gains)"
+            if "table" in obj else "")
+    raise UserError(f"{path}: no 'gains' matrix{hint}")
+  m = len(tasks)
+  gains = _matrix(obj["gains"], m, f"{path}: gains")
+  try:
+    gains = check_gains(gains, tasks)
+  except UserError as e:
+    raise UserError(f"{path}: {e}") from None
+  # Group scores sum up to m gains; finite entries can still overflow that sum.
+  largest = float(np.abs(gains).max())
+  if largest > np.finfo(np.float64).max / m:
+    raise UserError(f"{path}: gains up to {largest:g} overflow float64 when summed over "
+                    f"{m} tasks; rescale them")
+  counts = None
+  if obj.get("counts") is not None:
+    counts = _matrix(obj["counts"], m, f"{path}: counts")
+    if not (np.isfinite(counts) & (counts >= 0)).all():
+      raise UserError(f"{path}: counts must be finite and >= 0")
+  measure = obj.get("measure", obj.get("kind"))
+  if measure is not None and not isinstance(measure, str):
+    raise UserError(f"{path}: 'measure' must be a string, got {json.dumps(measure)}")
+  return GainsFile(tuple(tasks), gains, measure, counts)
+
+
+def _warn_about_inputs(data: GainsFile, objective: str) -> None:
+  """Warnings for inputs that are probably, but not certainly, a mistake."""
+  expected = _OBJECTIVE_OF_MEASURE.get(data.measure)
+  if expected is not None and expected != objective:
+    logging.warning("the gains were measured as %r, made for --objective=%s, not %s; "
+                    "grouping anyway", data.measure, expected, objective)
+  if data.counts is not None:
+    used = data.counts == 0
+    if objective != "principled":
+      # Only the principled objective reads the diagonal (the self-pair).
+      np.fill_diagonal(used, False)
+    if used.any():
+      i, j = np.argwhere(used)[0]
+      logging.warning("%d gain entries the %s objective uses were never collected "
+                      "(count 0), e.g. gains[%d][%d] (%s -> %s); they count as %g",
+                      int(used.sum()), objective, i, j, data.tasks[i], data.tasks[j],
+                      data.gains[i, j])
+
+
+def _report(result: Grouping, data: GainsFile, path: str, seconds: float) -> str:
+  """The printed table: groups, which tasks each serves, objective, status."""
+  m = len(data.tasks)
+  form = ("cover (each task served by its best chosen group)" if result.overlap
+          else "partition")
+  lines = [
+      f"{m} tasks from {path} (measure: {data.measure or 'unknown'})",
+      f"objective {result.objective_name}, {form}; constraints: "
+      f"{', '.join(_describe(result.constraints)) or 'none'}",
+  ]
+  served = {k: [t for t in data.tasks if result.assignment[t] == k]
+            for k in range(len(result.groups))}
+  for k, group in enumerate(result.groups):
+    lines.append(f"  group {k + 1}: {', '.join(group)}")
+    if result.overlap and served[k] != list(group):
+      lines.append(f"    serves: {', '.join(served[k])}")
+  mean = (f" (mean over the {m} tasks: {result.objective / m:.6f}, as TAG's notebooks "
+          "report it)" if result.objective_name == "tag" else "")
+  lines.append(f"objective: {result.objective:.6f}{mean}")
+  over = ("all candidate groups" if result.candidates == "all"
+          else "generated candidate groups")
+  lines.append(f"status: {result.status} over {over} ({seconds:.2f} s)")
+  return "\n".join(lines)
+
+
+def _describe(constraints: dict[str, Any]) -> list[str]:
+  """The set constraints of groups.json's "constraints", written as their flags."""
+  out = []
+  for name, value in constraints.items():
+    if value is None or value == [] or (name == "min_group_size" and value == 1):
+      continue
+    if isinstance(value, list):
+      value = ",".join(":".join(v) if isinstance(v, list) else v for v in value)
+    out.append(f"--{name}={value}")
+  return out
+
+
+def main(argv):
+  del argv
+  if not _GAINS.value:
+    raise UserError("--gains is required: a gains.json or a TAG affinity file "
+                    "(see --helpshort)")
+  data = load_gains(_GAINS.value)
+  objective = _OBJECTIVE.value
+  constraints = constraint_flags.constraints()
+  constraints.check_tasks(data.tasks)
+  if (objective == "principled" and constraints.num_groups is None
+      and constraints.max_groups is None):
+    raise UserError("--objective=principled needs --num_groups or --max_groups (with the "
+                    "number of groups free, the self-pair gain always prefers singletons); "
+                    "set one, or use --objective=marginal")
+  _warn_about_inputs(data, objective)
+
+  start = time.perf_counter()
+  result = solve_grouping(data.tasks, data.gains, objective, constraints,
+                          overlap=_OVERLAP.value)
+  seconds = time.perf_counter() - start
+  if objective == "tag" and not _OVERLAP.value:
+    logging.info("this is a partition into groups of >= 2 tasks; TAG's own selection "
+                 "is a cover (--overlap)")
+
+  out = result.to_json()
+  # Where the answer came from, so a groups.json explains itself.
+  out["gains_file"] = _GAINS.value
+  out["measure"] = data.measure
+  cli.emit(out, _report(result, data, _GAINS.value, seconds), _OUTPUT.value)
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,66 @@
+"""Finished networks on disk, one JSON file per network and seed, written as they finish.
+
+A rerun (after a crash, or to add methods) trains only what is missing. Files
+live under ``directory/<identity hash>/`` where the identity holds everything
+that determines a network's result besides its group and seed (the benchmark's
+settings, steps, chunk size): runs with other settings never mix, and never
+overwrite each other.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from tgroup import io
+from tgroup.evaluate import Group, NetworkResult
+
+
+class NetworkCache:
+  """Per-network results keyed by (group, seed) under an identity.
+
+  Examples:
+    >>> import tempfile, numpy as np
+    >>> cache = NetworkCache(tempfile.mkdtemp(), {"benchmark": "toy", "steps": 10})
+    >>> r = NetworkResult((0, 2), np.ones(3), np.ones(3), None, None, 1.5)
+    >>> cache.put((0, 2), 0, r)
+    >>> cache.get((0, 2), 0).seconds, cache.get((0, 2), 1)
+    (1.5, None)
+  """
+
+  def __init__(self, directory: str, identity: dict):
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    self.directory = os.path.join(directory, digest)
+    self.identity = identity
+    os.makedirs(self.directory, exist_ok=True)
+    identity_path = os.path.join(self.directory, "identity.json")
+    if not os.path.exists(identity_path):
+      io.write_json(identity_path, identity)
+
+  def _path(self, group: Group, seed: int) -> str:
+    return os.path.join(self.directory, f"{'-'.join(map(str, group))}_s{seed}.json")
+
+  def get(self, group: Group, seed: int) -> NetworkResult | None:
+    path = self._path(group, seed)
+    if not os.path.exists(path):
+      return None
+    return NetworkResult.from_json(io.read_json(path))
+
+  def put(self, group: Group, seed: int, result: NetworkResult) -> None:
+    io.write_json(self._path(group, seed), result.to_json())
+
+  def __len__(self) -> int:
+    return sum(1 for f in os.listdir(self.directory) if f.endswith(".json")) - 1
+
+
+class MemoryCache:
+  """The same interface, in memory: for runs that must not reuse files (no run key)."""
+
+  def __init__(self):
+    self._results: dict = {}
+
+  def get(self, group: Group, seed: int) -> NetworkResult | None:
+    return self._results.get((group, seed))
+
+  def put(self, group: Group, seed: int, result: NetworkResult) -> None:
+    self._results[(group, seed)] = result
