@@ -21,10 +21,8 @@ belongs to the benchmark launchers), or a ``--max_groups``.
 """
 from __future__ import annotations
 
-import json
-import numbers
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 from absl import flags
 from absl import logging
@@ -32,11 +30,10 @@ import numpy as np
 
 from launch import cli
 from launch import constraint_flags
-from tgroup import io
 from tgroup.errors import UserError
+from tgroup.gains.gains import Gains
 from tgroup.grouping import Grouping
 from tgroup.grouping import solve_grouping
-from tgroup.grouping.scores import check_gains
 
 _GAINS = flags.DEFINE_string(
     "gains", None, "The gains file: a gains.json written by a launcher, or a TAG "
@@ -71,123 +68,31 @@ _OBJECTIVE_OF_MEASURE = {
 }
 
 
-class GainsFile(NamedTuple):
-  """A validated gains file.
-
-  Attributes:
-    tasks: task names, the order of both axes.
-    gains: float64 ``(m, m)``; ``gains[i, j]`` is what task j receives from i.
-    measure: the file's "measure" (gains.json) or "kind" (TAG's files), or
-      None when it has neither.
-    counts: float64 ``(m, m)`` steps behind each entry, or None when absent.
-  """
-  tasks: tuple[str, ...]
-  gains: np.ndarray
-  measure: str | None
-  counts: np.ndarray | None
-
-
-def _is_number(x: Any) -> bool:
-  # JSON true/false arrive as bool, an int subclass: a gain of `true` is a typo.
-  return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _matrix(rows: Any, m: int, where: str) -> np.ndarray:
-  """An m×m list of lists of numbers as float64, or a UserError saying where."""
-  if not isinstance(rows, list) or len(rows) != m:
-    got = f"{len(rows)} rows" if isinstance(rows, list) else type(rows).__name__
-    raise UserError(f"{where} must be {m}x{m} (one row per task), got {got}")
-  for i, row in enumerate(rows):
-    if not isinstance(row, list) or len(row) != m:
-      got = f"{len(row)} entries" if isinstance(row, list) else type(row).__name__
-      raise UserError(f"{where} must be {m}x{m}: row {i} has {got}, expected {m}")
-    for j, x in enumerate(row):
-      if not _is_number(x):
-        raise UserError(f"{where}[{i}][{j}] is {json.dumps(x)}, not a number")
-  try:
-    return np.array(rows, dtype=np.float64)
-  except OverflowError:
-    # JSON integers are unbounded; one beyond float64 cannot be a gain.
-    raise UserError(f"{where} holds an integer too large for float64") from None
-
-
-def load_gains(path: str) -> GainsFile:
-  """Reads and validates a gains file; every problem is a one-line UserError.
-
-  Args:
-    path: a gains.json (``{"tasks", "measure", "gains", "counts"?,
-      "settings"?}``) or a TAG affinity file (``{"tasks", "gains", "kind", ...}``);
-      other keys are ignored.
-
-  Returns:
-    A :class:`GainsFile`.
-
-  Raises:
-    UserError: unreadable or malformed JSON, missing keys, repeated task names,
-      wrong shapes, non-numeric or non-finite gains, negative counts.
-  """
-  obj = io.read_json(path)
-  if not isinstance(obj, dict):
-    raise UserError(f"{path}: expected a JSON object with 'tasks' and 'gains'")
-  tasks = obj.get("tasks")
-  if (not isinstance(tasks, list) or not tasks
-      or not all(isinstance(t, str) and t for t in tasks)):
-    raise UserError(f"{path}: 'tasks' must be a non-empty list of task names")
-  repeated = sorted({t for t in tasks if tasks.count(t) > 1})
-  if repeated:
-    raise UserError(f"{path}: task names repeat: {', '.join(repeated)}")
-  if "gains" not in obj:
-    hint = (" (a 'table' of pairwise results is HOA's input, not gains)"
-            if "table" in obj else "")
-    raise UserError(f"{path}: no 'gains' matrix{hint}")
-  m = len(tasks)
-  gains = _matrix(obj["gains"], m, f"{path}: gains")
-  try:
-    gains = check_gains(gains, tasks)
-  except UserError as e:
-    raise UserError(f"{path}: {e}") from None
-  # Group scores sum up to m gains; finite entries can still overflow that sum.
-  largest = float(np.abs(gains).max())
-  if largest > np.finfo(np.float64).max / m:
-    raise UserError(f"{path}: gains up to {largest:g} overflow float64 when summed over "
-                    f"{m} tasks; rescale them")
-  counts = None
-  if obj.get("counts") is not None:
-    counts = _matrix(obj["counts"], m, f"{path}: counts")
-    if not (np.isfinite(counts) & (counts >= 0)).all():
-      raise UserError(f"{path}: counts must be finite and >= 0")
-  measure = obj.get("measure", obj.get("kind"))
-  if measure is not None and not isinstance(measure, str):
-    raise UserError(f"{path}: 'measure' must be a string, got {json.dumps(measure)}")
-  return GainsFile(tuple(tasks), gains, measure, counts)
-
-
-def _warn_about_inputs(data: GainsFile, objective: str) -> None:
+def _warn_about_inputs(data: Gains, objective: str) -> None:
   """Warnings for inputs that are probably, but not certainly, a mistake."""
   expected = _OBJECTIVE_OF_MEASURE.get(data.measure)
   if expected is not None and expected != objective:
     logging.warning("the gains were measured as %r, made for --objective=%s, not %s; "
                     "grouping anyway", data.measure, expected, objective)
-  if data.counts is not None:
-    used = data.counts == 0
-    if objective != "principled":
-      # Only the principled objective reads the diagonal (the self-pair).
-      np.fill_diagonal(used, False)
-    if used.any():
-      i, j = np.argwhere(used)[0]
-      logging.warning("%d gain entries the %s objective uses were never collected "
-                      "(count 0), e.g. gains[%d][%d] (%s -> %s); they count as %g",
-                      int(used.sum()), objective, i, j, data.tasks[i], data.tasks[j],
-                      data.gains[i, j])
+  used = data.counts == 0
+  if objective != "principled":
+    # Only the principled objective reads the diagonal (the self-pair).
+    np.fill_diagonal(used, False)
+  if used.any():
+    i, j = np.argwhere(used)[0]
+    logging.warning("%d gain entries the %s objective uses were never collected "
+                    "(count 0), e.g. gains[%d][%d] (%s -> %s); they count as %g",
+                    int(used.sum()), objective, i, j, data.tasks[i], data.tasks[j],
+                    data.gains[i, j])
 
 
-def _report(result: Grouping, data: GainsFile, path: str, seconds: float) -> str:
+def _report(result: Grouping, data: Gains, path: str, seconds: float) -> str:
   """The printed table: groups, which tasks each serves, objective, status."""
   m = len(data.tasks)
   form = ("cover (each task served by its best chosen group)" if result.overlap
           else "partition")
   lines = [
-      f"{m} tasks from {path} (measure: {data.measure or 'unknown'})",
+      f"{m} tasks from {path} (measure: {data.measure})",
       f"objective {result.objective_name}, {form}; constraints: "
       f"{', '.join(_describe(result.constraints)) or 'none'}",
   ]
@@ -223,7 +128,7 @@ def main(argv):
   if not _GAINS.value:
     raise UserError("--gains is required: a gains.json or a TAG affinity file "
                     "(see --helpshort)")
-  data = load_gains(_GAINS.value)
+  data = Gains.load(_GAINS.value)
   objective = _OBJECTIVE.value
   constraints = constraint_flags.constraints()
   constraints.check_tasks(data.tasks)

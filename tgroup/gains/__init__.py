@@ -1,6 +1,21 @@
-"""Transfer gains measured during one multi-task training run (DESIGN §2)."""
-from tgroup.gains.collect import CollectConfig, collect_gains, run_collection
-from tgroup.gains.combinations import MEASURES
-from tgroup.gains.gains import Gains
+"""Transfer gains measured during one multi-task training run (DESIGN §2).
 
-__all__ = ["CollectConfig", "collect_gains", "run_collection", "Gains", "MEASURES"]
+Names load lazily: the file format (:class:`Gains`) is plain NumPy, so tools
+that only read gains files (``launch.group``) never import JAX.
+"""
+import importlib
+
+_PUBLIC = {
+    "CollectConfig": "tgroup.gains.collect",
+    "collect_gains": "tgroup.gains.collect",
+    "run_collection": "tgroup.gains.collect",
+    "MEASURES": "tgroup.gains.combinations",
+    "Gains": "tgroup.gains.gains",
+}
+__all__ = list(_PUBLIC)
+
+
+def __getattr__(name):
+  if name in _PUBLIC:
+    return getattr(importlib.import_module(_PUBLIC[name]), name)
+  raise AttributeError(f"module 'tgroup.gains' has no attribute {name!r}")

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-import math
+import json
+import numbers
 from typing import Any
 
 import numpy as np
@@ -40,28 +41,47 @@ class Gains:
 
   @classmethod
   def from_json(cls, obj: Any, source: str = "gains") -> "Gains":
-    """Parses and validates the contract; every problem is a one-line UserError."""
+    """Parses and validates the contract; every problem is a one-line UserError.
+
+    Also reads TAG's released affinity files (same orientation, a "kind" instead
+    of a "measure", no counts). Missing counts read as 1.
+    """
     if not isinstance(obj, dict):
-      raise UserError(f"{source}: expected a JSON object with tasks and gains")
+      raise UserError(f"{source}: expected a JSON object with 'tasks' and 'gains'")
     tasks = obj.get("tasks")
     if (not isinstance(tasks, list) or not tasks
-        or not all(isinstance(t, str) for t in tasks)):
-      raise UserError(f"{source}: 'tasks' must be a non-empty list of names")
-    if len(set(tasks)) != len(tasks):
-      raise UserError(f"{source}: task names repeat: {tasks}")
+        or not all(isinstance(t, str) and t for t in tasks)):
+      raise UserError(f"{source}: 'tasks' must be a non-empty list of task names")
+    repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+    if repeated:
+      raise UserError(f"{source}: task names repeat: {', '.join(repeated)}")
+    if "gains" not in obj:
+      hint = (" (a 'table' of pairwise results is HOA's input, not gains)"
+              if "table" in obj else "")
+      raise UserError(f"{source}: no 'gains' matrix{hint}")
     m = len(tasks)
-    gains = _matrix(obj.get("gains"), m, f"{source}: 'gains'")
-    bad = [(i, j) for i in range(m) for j in range(m) if not math.isfinite(gains[i, j])]
-    if bad:
+    gains = _matrix(obj["gains"], m, f"{source}: gains")
+    bad = np.argwhere(~np.isfinite(gains))
+    if len(bad):
       i, j = bad[0]
       raise UserError(f"{source}: gains[{i}][{j}] ({tasks[i]} -> {tasks[j]}) is not finite")
-    counts = obj.get("counts")
-    counts = (np.ones((m, m), int) if counts is None
-              else _matrix(counts, m, f"{source}: 'counts'").astype(int))
+    # Group scores sum up to m gains; finite entries can still overflow that sum.
+    if np.abs(gains).max() > np.finfo(np.float64).max / m:
+      raise UserError(f"{source}: gains overflow float64 when summed over {m} tasks; "
+                      "rescale them")
+    counts = np.ones((m, m), int)
+    if obj.get("counts") is not None:
+      counts = _matrix(obj["counts"], m, f"{source}: counts")
+      if not (np.isfinite(counts) & (counts >= 0)).all():
+        raise UserError(f"{source}: counts must be finite and >= 0")
+      counts = counts.astype(int)
+    measure = obj.get("measure", obj.get("kind", "unknown"))
+    if not isinstance(measure, str):
+      raise UserError(f"{source}: 'measure' must be a string, got {json.dumps(measure)}")
     settings = obj.get("settings", {})
     if not isinstance(settings, dict):
       raise UserError(f"{source}: 'settings' must be an object")
-    return cls(tuple(tasks), str(obj.get("measure", "unknown")), gains, counts, settings)
+    return cls(tuple(tasks), measure, gains, counts, settings)
 
   def save(self, path: str) -> None:
     io.write_json(path, self.to_json())
@@ -71,11 +91,21 @@ class Gains:
     return cls.from_json(io.read_json(path), source=path)
 
 
-def _matrix(rows, m: int, where: str) -> np.ndarray:
-  if (not isinstance(rows, list) or len(rows) != m
-      or not all(isinstance(r, list) and len(r) == m for r in rows)):
-    raise UserError(f"{where} must be a {m}x{m} list of lists (one row per task)")
+def _matrix(rows: Any, m: int, where: str) -> np.ndarray:
+  """An m×m list of lists of numbers as float64, or a UserError saying where."""
+  if not isinstance(rows, list) or len(rows) != m:
+    got = f"{len(rows)} rows" if isinstance(rows, list) else type(rows).__name__
+    raise UserError(f"{where} must be {m}x{m} (one row per task), got {got}")
+  for i, row in enumerate(rows):
+    if not isinstance(row, list) or len(row) != m:
+      got = f"{len(row)} entries" if isinstance(row, list) else type(row).__name__
+      raise UserError(f"{where} must be {m}x{m}: row {i} has {got}, expected {m}")
+    for j, x in enumerate(row):
+      # JSON true/false arrive as bool, an int subclass: a gain of `true` is a typo.
+      if not isinstance(x, numbers.Real) or isinstance(x, bool):
+        raise UserError(f"{where}[{i}][{j}] is {json.dumps(x)}, not a number")
   try:
-    return np.array(rows, dtype=float)
-  except (TypeError, ValueError):
-    raise UserError(f"{where} must hold numbers") from None
+    return np.array(rows, dtype=np.float64)
+  except OverflowError:
+    # JSON integers are unbounded; one beyond float64 cannot be a gain.
+    raise UserError(f"{where} holds an integer too large for float64") from None
