@@ -21,6 +21,9 @@ from tgroup.gains import Gains
 
 _WORKDIRS = flags.DEFINE_list("workdirs", [], "Workdirs written by a launcher.")
 _METHOD = flags.DEFINE_string("method", "principled", "Method whose groups are summarised.")
+_REGRET = flags.DEFINE_bool("regret", False, "Instead: one row per workdir, one column per "
+                            "method, each cell its regret against the oracle (runs with "
+                            "oracle), marked * where its groups equal the ground truth.")
 
 
 def separation(gains: Gains, groups) -> float:
@@ -57,10 +60,31 @@ def row(workdir: str, method: str) -> str:
           f"{total('mtl_all')} | {entry['delta_m']:+.2f} | {sep} |")
 
 
+def regret_rows(workdirs: list[str]) -> list[str]:
+  """A Markdown table of every method's regret, one row per workdir."""
+  reports = [io.read_json(os.path.join(wd, "report.json")) for wd in workdirs]
+  methods = list(dict.fromkeys(m for r in reports for m in r["methods"]))
+  lines = ["| workdir | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+  for wd, r in zip(workdirs, reports):
+    cells = []
+    for name in methods:
+      e = r["methods"].get(name)
+      if e is None or e.get("regret") is None:
+        cells.append("n/a")
+        continue
+      star = "*" if e.get("matches_ground_truth") else ""
+      cells.append(f"{e['regret']:+.4f}{star}")
+    lines.append(f"| {wd} | " + " | ".join(cells) + " |")
+  return lines
+
+
 def main(argv):
   del argv
   if not _WORKDIRS.value:
     raise UserError("--workdirs needs at least one directory")
+  if _REGRET.value:
+    print("\n".join(regret_rows(_WORKDIRS.value)))
+    return
   print(f"| workdir | {_METHOD.value} groups | = ground truth | total test loss | STL | "
         "MTL-all | Δm (%) | separation |")
   print("|---|---|---|---|---|---|---|---|")
