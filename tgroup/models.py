@@ -62,7 +62,10 @@ class MultiTaskModel(nn.Module):
     head_fields = {f.name: getattr(self.head, f.name)
                    for f in dataclasses.fields(self.head)
                    if f.init and f.name not in ("parent", "name")}
-    heads = nn.vmap(type(self.head), variable_axes={"params": 0},
+    # Collections other than params get a task axis too, so values a head sows or
+    # perturbs (tgroup.landscape reads both) stay per head.
+    heads = nn.vmap(type(self.head),
+                    variable_axes={"params": 0, "intermediates": 0, "perturbations": 0},
                     split_rngs={"params": True}, in_axes=None, out_axes=0,
                     axis_size=self.num_tasks)(**head_fields, name="heads")
     return heads(features)

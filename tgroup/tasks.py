@@ -122,9 +122,9 @@ class TaskSet:
     return [self.tasks.index(n) for n in names]
 
   def init_params(self, key: jax.Array):
-    """Fresh parameters, shaped by one training batch."""
-    batch = next(self.train.train_batches(self.batch_size, seed=0))
-    return self.model.init(key, jnp.asarray(batch.inputs[:1]))["params"]
+    """Fresh parameters, shaped by one training sample."""
+    batch = next(self.train.eval_batches(1))
+    return self.model.init(key, jnp.asarray(batch.inputs))["params"]
 
   def predict(self, params, inputs):
     return self.model.apply({"params": params}, inputs)

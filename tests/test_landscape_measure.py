@@ -1,0 +1,109 @@
+"""The landscape dissimilarity's fast path against a slow reference that materialises
+every per-sample, per-task gradient with one ``jax.grad`` per sample and task."""
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from conftest import tiny_synthetic
+from tgroup import data as data_lib
+from tgroup import models
+from tgroup import tasks as tasks_lib
+from tgroup.landscape import measure
+
+
+def reference(taskset, params, inputs, labels):
+  """mean_x ‖∇ℓ_i(x) − ∇ℓ_j(x)‖_1, one gradient per (sample, task)."""
+  m = taskset.num_tasks
+  flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+  total = np.zeros((m, m))
+  for x, y in zip(inputs, labels):
+    grads = [flat(jax.grad(lambda p, t=t: taskset.sample_losses(
+        taskset.predict(p, x[None]), y[None])[0, t])(params)) for t in range(m)]
+    total += np.array([[np.abs(gi - gj).sum() for gj in grads] for gi in grads])
+  return total / len(inputs)
+
+
+class ConvTrunk(nn.Module):
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(nn.Conv(4, (3, 3))(x))
+    x = nn.relu(nn.Conv(4, (3, 3), strides=2)(x))
+    return nn.relu(nn.Dense(8)(x.reshape(x.shape[0], -1)))
+
+
+class SharedTwiceTrunk(nn.Module):
+  """One dense layer applied twice (its per-sample gradient is a sum of two outer products)
+  and one applied to a sequence: neither factorises, both must take the exact path."""
+  @nn.compact
+  def __call__(self, x):
+    dense = nn.Dense(6)
+    h = nn.relu(dense(nn.relu(dense(x))))
+    seq = nn.Dense(3)(h.reshape(h.shape[0], 2, 3))
+    return seq.reshape(seq.shape[0], -1)
+
+
+def small_taskset(trunk, inputs, m=3, seed=0):
+  rng = np.random.default_rng(seed)
+  labels = rng.standard_normal((len(inputs), m)).astype(np.float32)
+  ds = data_lib.ArrayDataset(inputs, labels)
+  return tasks_lib.TaskSet(
+      name="small", tasks=tuple(f"t{i}" for i in range(m)),
+      model=models.MultiTaskModel(trunk, models.DenseHead(1), m),
+      sample_losses=tasks_lib.squared_error, sample_metrics=tasks_lib.absolute_error,
+      train=ds, test=ds, optimizer=optax.sgd(0.1), batch_size=8)
+
+
+CASES = {
+    "mlp": lambda: tiny_synthetic(2, 2),
+    "cnn": lambda: small_taskset(ConvTrunk(), np.random.default_rng(1).standard_normal(
+        (12, 6, 6, 1)).astype(np.float32)),
+    "dense_shared_and_on_sequences": lambda: small_taskset(
+        SharedTwiceTrunk(), np.random.default_rng(2).standard_normal((12, 6)).astype(np.float32)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("method", ["fast", "materialized"])
+def test_matches_the_materialised_reference(case, method):
+  ts = CASES[case]()
+  n = 12
+  params = ts.init_params(jax.random.key(3))
+  got = measure.landscape_dissimilarity(ts, num_samples=n, params=params, batch_size=8,
+                                        method=method)
+  want = reference(ts, params, ts.train.inputs[:n], ts.train.labels[:n])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7 * np.abs(want).max())
+  assert np.abs(want).max() > 1e-3
+
+
+def test_fast_path_factorises_the_dense_layers_of_the_mlp():
+  ts = tiny_synthetic(2, 2)
+  params = ts.init_params(jax.random.key(0))
+  batch = next(ts.train.eval_batches(8))
+  inputs, _ = measure._dense_layers(ts, params, batch)
+  modules = {p[:-1] for p in measure._flatten(inputs)}
+  # Every parameter belongs to a factorised layer: nothing is left for the exact path.
+  assert modules == {("trunk", "Dense_0"), ("trunk", "Dense_1"), ("heads", "Dense_0")}
+
+
+def test_averages_initialisations_and_scales_with_the_step():
+  ts = tiny_synthetic(2, 2)
+  one = [measure.landscape_dissimilarity(ts, num_samples=16, init_seeds=(s,), batch_size=8)
+         for s in (0, 1)]
+  both = measure.landscape_dissimilarity(ts, num_samples=16, init_seeds=(0, 1), batch_size=8)
+  np.testing.assert_allclose(both, (one[0] + one[1]) / 2, rtol=1e-6)
+  half = measure.landscape_dissimilarity(ts, num_samples=16, batch_size=8, step_size=0.5)
+  np.testing.assert_allclose(half, one[0] / 2, rtol=1e-6)
+
+
+def test_padding_and_sample_count():
+  """num_samples not a multiple of batch_size: padded samples must not count."""
+  ts = tiny_synthetic(2, 2)
+  params = ts.init_params(jax.random.key(0))
+  got = measure.landscape_dissimilarity(ts, num_samples=13, params=params, batch_size=8)
+  want = reference(ts, params, ts.train.inputs[:13], ts.train.labels[:13])
+  np.testing.assert_allclose(got, want, rtol=1e-5)

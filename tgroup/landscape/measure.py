@@ -1,0 +1,203 @@
+"""Training-free task dissimilarity from per-sample one-step optima (Thakur et al. 2024).
+
+At parameters θ_0, sample x and task t have the one-step optimum
+``θ*_{x,t} = θ_0 − η ∇_θ ℓ_t(x)``. The dissimilarity of tasks i and j is the mean
+over samples of ``‖θ*_{x,i} − θ*_{x,j}‖_1 = η ‖∇ℓ_i(x) − ∇ℓ_j(x)‖_1``, over every
+parameter (the shared trunk and the two tasks' heads: other heads get no
+gradient from either task). Lower means the tasks pull the weights alike.
+
+Per-sample gradients are never materialised where a layer allows better. For
+a dense layer ``y = a W + b`` the per-sample gradient of ℓ_t is ``a ⊗ δ_t`` for
+the kernel and ``δ_t`` for the bias (δ_t = ∂ℓ_t/∂y), so
+
+    ‖a⊗δ_i − a⊗δ_j‖_1 + ‖δ_i − δ_j‖_1 = (‖a‖_1 + 1) · ‖δ_i − δ_j‖_1.
+
+Every ``nn.Dense`` call with a 2-D input (batch, features) is intercepted to
+record its input ``a`` and to add a zero perturbation to its output, whose
+gradient gives every δ_t of every sample in one backward pass per task. Other
+parameters (convolutions, normalisation, dense layers applied twice or to
+sequences) get exact per-sample gradients, in chunks of samples so memory stays
+bounded. :func:`materialized_dissimilarity` is the slow path that materialises
+every per-sample gradient (the figure ``landscape_materialized_ms`` times it).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from tgroup.data import Batch
+from tgroup.tasks import TaskSet
+
+_INPUTS = "intermediates"   # collections, also lifted by MultiTaskModel's head vmap
+_DELTAS = "perturbations"
+_IN_NAME, _OUT_NAME = "landscape_dense_input", "landscape_dense_output"
+
+
+def _record_dense(next_fun, args, kwargs, context):
+  """Method interceptor: for rank-one dense layers, sow the input, perturb the output."""
+  module = context.module
+  if (isinstance(module, nn.Dense) and context.method_name == "__call__" and args
+      and getattr(args[0], "ndim", 0) == 2):
+    y = next_fun(*args, **kwargs)
+    module.sow(_INPUTS, _IN_NAME, args[0])
+    return module.perturb(_OUT_NAME, y, collection=_DELTAS)
+  return next_fun(*args, **kwargs)
+
+
+def _weighted_loss_sums(taskset: TaskSet, variables, batch: Batch) -> jax.Array:
+  """``(m,)``: Σ_x w_x ℓ_t(x), whose gradient w.r.t. per-sample outputs is per sample."""
+  with nn.intercept_methods(_record_dense):
+    preds, _ = taskset.model.apply(variables, batch.inputs, mutable=[_INPUTS])
+  per_sample = taskset.sample_losses(preds, batch.labels)
+  return jnp.asarray(batch.weights, per_sample.dtype) @ per_sample
+
+
+def _dense_layers(taskset: TaskSet, params, batch: Batch):
+  """Inputs recorded per dense module path, and zero output perturbations."""
+  with nn.intercept_methods(_record_dense):
+    _, state = taskset.model.apply({"params": params}, batch.inputs,
+                                   mutable=[_INPUTS, _DELTAS])
+  return state.get(_INPUTS, {}), state.get(_DELTAS, {})
+
+
+def _flatten(tree, prefix=()) -> dict[tuple, Any]:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict) or hasattr(v, "items"):
+      out.update(_flatten(v, prefix + (k,)))
+    else:
+      out[prefix + (k,)] = v
+  return out
+
+
+def _pairwise_l1(x: jax.Array) -> jax.Array:
+  """``x`` (m, n, ...) -> (m, m, n): L1 distance of rows i and j over trailing axes."""
+  x = x.reshape(x.shape[0], x.shape[1], -1)
+  return jnp.abs(x[:, None] - x[None, :]).sum(-1)
+
+
+def fast_dissimilarity_sum(taskset: TaskSet, params, batch: Batch, *,
+                           chunk_size: int = 32) -> jax.Array:
+  """Σ over the batch's (weighted) samples of ``‖∇ℓ_i(x) − ∇ℓ_j(x)‖_1``, ``(m, m)``.
+
+  Dense layers use the factorisation; all other parameters exact per-sample
+  gradients, ``chunk_size`` samples at a time.
+  """
+  m = taskset.num_tasks
+  inputs, zeros = _dense_layers(taskset, params, batch)
+  flat_inputs = _flatten(inputs)
+  flat_params = _flatten(params)
+  fast_modules = {path[:-1] for path, recorded in flat_inputs.items() if len(recorded) == 1}
+
+  loss_of_perturbation = lambda pert: _weighted_loss_sums(
+      taskset, {"params": params, _DELTAS: pert}, batch)
+  _, vjp = jax.vjp(loss_of_perturbation, zeros)
+  (deltas,) = jax.vmap(vjp)(jnp.eye(m, dtype=batch.weights.dtype))
+  flat_deltas = _flatten(deltas)
+
+  total = jnp.zeros((m, m))
+  for module in sorted(fast_modules):
+    (a,) = flat_inputs[module + (_IN_NAME,)]        # (..., B, in); leading: lifted heads
+    delta = flat_deltas[module + (_OUT_NAME,)]     # (m, ..., B, out)
+    has_bias = module + ("bias",) in flat_params
+    weight = jnp.abs(a).sum(-1) + (1.0 if has_bias else 0.0)   # (..., B)
+    diff = jnp.abs(delta[:, None] - delta[None, :]).sum(-1)     # (m, m, ..., B)
+    total = total + (diff * weight).reshape(m, m, -1).sum(-1)
+
+  is_fast = lambda path: path[:-1] in fast_modules
+  rest = {p: v for p, v in flat_params.items() if not is_fast(p)}
+  if rest:
+    total = total + _exact_sum(taskset, params, batch, set(rest), chunk_size)
+  return total
+
+
+def _exact_sum(taskset: TaskSet, params, batch: Batch, paths: set, chunk_size: int):
+  """Per-sample gradients of the parameters at ``paths``, chunk by chunk."""
+  flat = _flatten(params)
+  keys = sorted(paths)
+
+  def per_sample(x, y, w):
+    def losses(sub):
+      full = _unflatten({**flat, **dict(zip(keys, sub))})
+      preds = taskset.predict(full, x[None])
+      return taskset.sample_losses(preds, y[None])[0] * w
+    jac = jax.jacrev(losses)([flat[k] for k in keys])        # leaves (m, *shape)
+    return sum(_pairwise_l1(j[:, None]).squeeze(-1) for j in jac)
+
+  sums = jax.lax.map(lambda xyw: per_sample(*xyw),
+                     (batch.inputs, batch.labels, jnp.asarray(batch.weights)),
+                     batch_size=chunk_size)
+  return sums.sum(0)
+
+
+def _unflatten(flat: dict[tuple, Any]) -> dict:
+  out: dict = {}
+  for path, v in flat.items():
+    node = out
+    for k in path[:-1]:
+      node = node.setdefault(k, {})
+    node[path[-1]] = v
+  return out
+
+
+def materialized_dissimilarity_sum(taskset: TaskSet, params, batch: Batch, *,
+                                   chunk_size: int = 32) -> jax.Array:
+  """The slow path: every per-sample, per-task gradient of every parameter, in chunks."""
+  return _exact_sum(taskset, params, batch, set(_flatten(params)), chunk_size)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _jitted(taskset, params, batch, method):
+  fn = fast_dissimilarity_sum if method == "fast" else materialized_dissimilarity_sum
+  return fn(taskset, params, batch)
+
+
+def landscape_dissimilarity(taskset: TaskSet, *, num_samples: int = 256,
+                            init_seeds=(0,), params=None, batch_size: int = 256,
+                            step_size: float = 1.0, method: str = "fast"):
+  """The ``(m, m)`` dissimilarity, averaged over samples and initialisations.
+
+  Args:
+    taskset: the problem; samples are the first ``num_samples`` training samples.
+    num_samples: shared samples averaged over.
+    init_seeds: random initialisations θ_0 averaged over (ignored with ``params``).
+    params: a user's θ_0 (e.g. a checkpoint) instead of random initialisations.
+    batch_size: samples per jitted pass.
+    step_size: η of the one-step optima (a common scale; grouping ignores it).
+    method: ``fast`` (factorised dense layers) or ``materialized``.
+
+  Returns:
+    float64 NumPy ``(m, m)``, symmetric, zero diagonal.
+
+  Examples:
+    >>> from tgroup.benchmarks.synthetic import synthetic
+    >>> ts = synthetic(2, 2, num_train=64, num_val=8, num_test=8)
+    >>> d = landscape_dissimilarity(ts, num_samples=64, batch_size=32)
+    >>> d.shape, bool((d.diagonal() == 0).all()), bool((d == d.T).all())
+    ((4, 4), True, True)
+  """
+  import numpy as np  # local: the module's hot path is JAX
+
+  if method not in ("fast", "materialized"):
+    raise ValueError(f"method must be fast or materialized, got {method!r}")
+  n = min(num_samples, len(taskset.train))
+  starts = [taskset.init_params(jax.random.key(s)) for s in init_seeds] if params is None \
+      else [params]
+  total = np.zeros((taskset.num_tasks, taskset.num_tasks))
+  for theta in starts:
+    seen = 0
+    for batch in taskset.train.eval_batches(batch_size):
+      if seen >= n:
+        break
+      keep = np.arange(seen, seen + batch_size) < n
+      batch = batch._replace(weights=batch.weights * keep)
+      total += np.asarray(_jitted(taskset, theta, batch, method), np.float64)
+      seen += batch_size
+  d = step_size * total / (n * len(starts))
+  d = (d + d.T) / 2  # exact in arithmetic; removes rounding asymmetry
+  np.fill_diagonal(d, 0.0)
+  return d
