@@ -19,8 +19,31 @@ batch 256, each the median of interleaved rounds:
   loop_over_principled     loop_ms over the best principled step (target >= 2)
 With --map_batch_sizes=1,2,3,...: principled_lax_map_b<N>_ms for each N (a sweep,
 the measurement behind the CPU default).
+
+Landscape (training-free) figures, same model and batch:
+  landscape_fast_ms            one jitted dissimilarity pass over 256 samples, dense
+                               layers factorised
+  landscape_materialized_ms    the same with every per-sample gradient materialised
+  landscape_speedup            their ratio (target >= 10)
+  landscape_to_groups_s        wall time from data to groups with the landscape method
+                               (default synthetic flags: 256 samples, one θ_0, GAT, GMM)
+                               in a fresh process, compilation included
+  principled_to_groups_s       the same for principled gains (the 2000-step collection
+                               run, then the MIP)
+  end_to_end_speedup           principled_to_groups_s / landscape_to_groups_s (target >= 5)
+  *_cached_s, end_to_end_speedup_cached
+                               the same in a second fresh process whose compiled
+                               programs come from JAX's persistent cache (as the
+                               launchers' second run of a problem)
 """
+import functools
+import importlib
 import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
 
 from absl import app
 from absl import flags
@@ -33,8 +56,11 @@ from tgroup import benchmarking
 from tgroup import io
 from tgroup import train
 from tgroup.benchmarks import synthetic
-from tgroup.gains import lookahead
+from tgroup.gains import CollectConfig, lookahead, run_collection
 from tgroup.gains import combinations
+from tgroup.grouping import Constraints, solve_grouping
+from tgroup.landscape import cluster as landscape_cluster
+from tgroup.landscape import measure as landscape_measure
 
 _OUTPUT = flags.DEFINE_string("output", None, "Write {device, figures} JSON here.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Batch size of every measured step.")
@@ -43,6 +69,8 @@ _TASKS_PER_CLUSTER = flags.DEFINE_integer("tasks_per_cluster", 3, "Synthetic tas
 _ROUNDS = flags.DEFINE_integer("rounds", 30, "Timed rounds per figure (median reported).")
 _MAP_BATCH_SIZE = flags.DEFINE_integer("map_batch_size", lookahead.CPU_MAP_BATCH_SIZE,
                                        "lax.map batch size of principled_lax_map_ms.")
+_SECTIONS = flags.DEFINE_list("sections", "collection,landscape,end_to_end",
+                              "Which groups of figures to measure.")
 _MAP_BATCH_SIZES = flags.DEFINE_list("map_batch_sizes", [], "Also time lax.map at each of "
                                      "these batch sizes (1 = one combination at a time).")
 
@@ -121,6 +149,59 @@ def collection_figures(ts, rounds: int, map_batch_size: int, sweep: list[int]
   return ms
 
 
+def landscape_figures(ts, rounds: int) -> dict[str, float]:
+  """One dissimilarity pass at the batch size, fast and materialised."""
+  params = landscape_measure.same_heads(ts.init_params(jax.random.key(0)))
+  batch = jax.device_put(next(ts.train.eval_batches(ts.batch_size)))
+  ms = benchmarking.time_interleaved({
+      f"landscape_{method}_ms": functools.partial(landscape_measure._jitted, ts, params, batch,
+                                                  method)
+      for method in ("fast", "materialized")}, rounds=rounds)
+  ms["landscape_speedup"] = ms["landscape_materialized_ms"] / ms["landscape_fast_ms"]
+  return ms
+
+
+def data_to_groups_seconds(method: str, num_clusters: int, tasks_per_cluster: int) -> float:
+  """Wall time from data to groups with one method, in this process.
+
+  Imports and JAX's backend start-up come before the clock starts; compilation
+  (or loading compiled programs from a persistent cache) is inside it.
+  """
+  importlib.import_module("sklearn.mixture")  # the import is not part of the figure
+  jax.block_until_ready(jnp.zeros(1) + 1)
+  start = time.perf_counter()
+  ts = synthetic.synthetic(num_clusters, tasks_per_cluster)
+  if method == "landscape":
+    d = landscape_measure.landscape_dissimilarity(ts, num_samples=256, batch_size=ts.batch_size)
+    landscape_cluster.landscape_groups(d, ts.tasks, jax.random.key(0), num_groups=num_clusters)
+  else:
+    gains, _ = run_collection(ts, CollectConfig(measures=("principled",), quiet=True))
+    solve_grouping(ts.tasks, gains["principled"].gains, "principled",
+                   Constraints(num_groups=num_clusters))
+  return time.perf_counter() - start
+
+
+def end_to_end_figures(num_clusters: int, tasks_per_cluster: int) -> dict[str, float]:
+  """Each method in fresh processes: cold (compiling), then again with a warm
+  persistent compilation cache (what a second launch of the same problem costs)."""
+  fig = {}
+  for method in ("landscape", "principled"):
+    with tempfile.TemporaryDirectory() as cache:
+      env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache,
+                 JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+      code = ("from launch import bench; print(bench.data_to_groups_seconds("
+              f"{method!r}, {num_clusters}, {tasks_per_cluster}))")
+      runs = [float(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                   capture_output=True, text=True).stdout.split()[-1])
+              for _ in range(2)]
+    fig[f"{method}_to_groups_s"], fig[f"{method}_to_groups_cached_s"] = runs
+  fig["end_to_end_speedup"] = fig["principled_to_groups_s"] / fig["landscape_to_groups_s"]
+  fig["end_to_end_speedup_cached"] = (fig["principled_to_groups_cached_s"]
+                                      / fig["landscape_to_groups_cached_s"])
+  return fig
+
+
 def main(argv):
   del argv
   ts = synthetic.synthetic(_CLUSTERS.value, _TASKS_PER_CLUSTER.value,
@@ -129,7 +210,17 @@ def main(argv):
     sweep = [int(b) for b in _MAP_BATCH_SIZES.value]
   except ValueError:
     raise app.UsageError(f"--map_batch_sizes must be integers: {_MAP_BATCH_SIZES.value}")
-  figures = collection_figures(ts, _ROUNDS.value, _MAP_BATCH_SIZE.value, sweep)
+  sections = set(_SECTIONS.value)
+  unknown = sections - {"collection", "landscape", "end_to_end"}
+  if unknown:
+    raise app.UsageError(f"unknown --sections {sorted(unknown)}")
+  figures = {}
+  if "collection" in sections:
+    figures.update(collection_figures(ts, _ROUNDS.value, _MAP_BATCH_SIZE.value, sweep))
+  if "landscape" in sections:
+    figures.update(landscape_figures(ts, _ROUNDS.value))
+  if "end_to_end" in sections:
+    figures.update(end_to_end_figures(_CLUSTERS.value, _TASKS_PER_CLUSTER.value))
   result = {"device": benchmarking.device_description(),
             "figures": {k: round(v, 4) for k, v in figures.items()},
             "settings": {"batch_size": _BATCH_SIZE.value, "num_tasks": ts.num_tasks,

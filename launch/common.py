@@ -22,7 +22,8 @@ _METHODS = flags.DEFINE_list(
     "methods", "principled,tag,stl,mtl_all",
     f"Comma list among {', '.join(pipeline.METHODS)}. The first grouping method fills "
     "groups.json and gains.json. hoa trains every pair and single task; oracle trains every "
-    "task subset (2^m - 1 networks) and gives every method its regret.")
+    "task subset (2^m - 1 networks) and gives every method its regret; landscape trains "
+    "nothing (per-sample gradients at initialisation, a task graph, GAT, Gaussian mixture).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the data, initialisation, batch order and "
                              "task draws.")
 _MAX_STEPS = flags.DEFINE_integer("max_steps", None, "Caps every training run (collection and "
@@ -48,6 +49,16 @@ _RANDOM_DRAWS = flags.DEFINE_integer("random_draws", 5, "Random partitions drawn
 _MAX_ORACLE_NETWORKS = flags.DEFINE_integer(
     "max_oracle_networks", 1023, "Refuse the oracle when it would train more than this many "
     "networks (2^m - 1 for m tasks).")
+_LANDSCAPE_SAMPLES = flags.DEFINE_integer("landscape_samples", 256, "Shared training samples "
+                                          "of the landscape dissimilarity.")
+_LANDSCAPE_INITS = flags.DEFINE_integer("landscape_inits", 1, "Random initialisations the "
+                                        "landscape dissimilarity averages.")
+_LANDSCAPE_KNN = flags.DEFINE_integer("landscape_knn", None, "Sparsify the landscape task graph "
+                                      "to each task's k nearest neighbours (unset: dense).")
+_LANDSCAPE_HEAD_INIT = flags.DEFINE_enum(
+    "landscape_head_init", "same", ["same", "independent"],
+    "Heads of the landscape's random θ_0: all a copy of one (same; independent random heads "
+    "hide every task relation at initialisation, README) or each its own draw.")
 _CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 16, "Group networks trained at once under "
                                    "vmap (results depend on it in the last bits).")
 _EVAL_SEEDS = flags.DEFINE_integer("eval_seeds", 1, "Train every group network with this many "
@@ -94,6 +105,10 @@ def pipeline_config(default_num_groups: int | None, train_steps: int,
       chunk_size=_CHUNK_SIZE.value,
       random_draws=_RANDOM_DRAWS.value,
       max_oracle_networks=_MAX_ORACLE_NETWORKS.value,
+      landscape_samples=_LANDSCAPE_SAMPLES.value,
+      landscape_inits=_LANDSCAPE_INITS.value,
+      landscape_knn=_LANDSCAPE_KNN.value,
+      landscape_head_init=_LANDSCAPE_HEAD_INIT.value,
       quiet=cli.QUIET.value,
       run_key=run_key)
 

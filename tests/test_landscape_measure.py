@@ -1,10 +1,7 @@
 """The landscape dissimilarity's fast path against a slow reference that materialises
 every per-sample, per-task gradient with one ``jax.grad`` per sample and task."""
-import dataclasses
-
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -107,3 +104,19 @@ def test_padding_and_sample_count():
   got = measure.landscape_dissimilarity(ts, num_samples=13, params=params, batch_size=8)
   want = reference(ts, params, ts.train.inputs[:13], ts.train.labels[:13])
   np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_same_heads_copies_head_zero_and_is_the_default():
+  ts = tiny_synthetic(2, 2)
+  p = ts.init_params(jax.random.key(0))
+  same = measure.same_heads(p)
+  for leaf in jax.tree.leaves(same["heads"]):
+    np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[:1], leaf.shape))
+  jax.tree.map(np.testing.assert_array_equal, same["trunk"], p["trunk"])
+  default = measure.landscape_dissimilarity(ts, num_samples=16, batch_size=8)
+  explicit = measure.landscape_dissimilarity(ts, num_samples=16, batch_size=8,
+                                             params=measure.same_heads(p))
+  np.testing.assert_allclose(default, explicit, rtol=1e-6)
+  independent = measure.landscape_dissimilarity(ts, num_samples=16, batch_size=8,
+                                                head_init="independent")
+  assert not np.allclose(default, independent)

@@ -14,7 +14,8 @@ from tgroup.errors import InfeasibleError, UserError
 from tgroup.grouping import Constraints, solve_measured
 from tgroup.pipeline import PipelineConfig, run_pipeline
 
-ALL = ("principled", "tag", "cosine", "first_order", "hoa", "random", "oracle", "stl", "mtl_all")
+ALL = ("principled", "tag", "cosine", "first_order", "hoa", "landscape", "random", "oracle", "stl",
+       "mtl_all")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,14 @@ def test_every_method_is_reported_with_a_regret(full_run):
   assert report["methods"]["oracle"]["regret"] == 0.0
   assert len(report["methods"]["random"]["draws"]) == 3
   assert -1 <= report["methods"]["first_order"]["spearman_with_principled"] <= 1
+  for e in report["methods"].values():
+    assert -1 <= e["adjusted_rand_index"] <= 1
+  assert report["methods"]["oracle"]["adjusted_rand_index"] == pytest.approx(
+      1.0 if report["methods"]["oracle"]["matches_ground_truth"] else
+      report["methods"]["oracle"]["adjusted_rand_index"])
+  assert len(report["methods"]["landscape"]["groups"]) == 2
   for f in ("gains_cosine.json", "gains_first_order.json", "gains_hoa.json",
+            "gains_landscape_dissimilarity.json", "landscape.json",
             os.path.join("oracle", "table.json"), "groups_oracle.json", "groups_hoa.json"):
     assert os.path.exists(os.path.join(wd, f)), f
 
@@ -45,7 +53,8 @@ def test_oracle_selects_the_best_validation_partition(full_run):
   table = oracle.subset_table(ts, seeds=(0,), steps=30, quiet=True, chunk_size=4)
   assert len(table) == 2 ** ts.num_tasks - 1
   best_val = oracle.ranked_partitions(table, ts.num_tasks, num_groups=2, key="val_loss")[0][1]
-  chosen = sorted(tuple(ts.tasks.index(t) for t in g) for g in report["methods"]["oracle"]["groups"])
+  chosen = sorted(tuple(ts.tasks.index(t) for t in g)
+                  for g in report["methods"]["oracle"]["groups"])
   assert chosen == best_val
   # Same networks, same chunk size: the pipeline's test totals are the table's, bit for bit.
   test_total = sum(float(table[g].test_loss[t]) for g in best_val for t in g)
@@ -75,6 +84,13 @@ def test_oracle_refuses_too_many_networks():
   ts = tiny_synthetic(2, 3)
   with pytest.raises(UserError, match="2\\^6 - 1 = 63 networks"):
     PipelineConfig(methods=("oracle",), max_oracle_networks=62).validate(ts)
+
+
+def test_landscape_refuses_constraints_a_mixture_cannot_honour():
+  ts = tiny_synthetic(2, 2)
+  with pytest.raises(UserError, match="not max_group_size"):
+    PipelineConfig(methods=("landscape",), constraints=Constraints(max_group_size=2)).validate(ts)
+  PipelineConfig(methods=("landscape",), constraints=Constraints(max_groups=3)).validate(ts)
 
 
 def test_table_methods_need_a_validation_split():

@@ -8,6 +8,9 @@
   higher-order approximation of the resulting validation table (a cover);
 - ``oracle`` trains every task subset and selects on the measured validation
   table (a partition);
+- ``landscape`` trains nothing: per-sample one-step optima at initialisation
+  give a task dissimilarity, a graph attention network embeds the task graph
+  and a Gaussian mixture clusters the embeddings (a partition);
 - baselines: ``stl`` (every task alone), ``mtl_all`` (one network),
   ``random`` (random partitions with the same number of groups).
 """
@@ -24,8 +27,11 @@ PRINCIPLED_FORMS = {"self_pair": ("principled", "principled"),
                     "marginal": ("principled_marginal", "marginal")}
 GAIN_METHODS = ("principled", "tag", "cosine", "first_order")
 TABLE_METHODS = ("hoa", "oracle")
+TRAINING_FREE = ("landscape",)
 BASELINES = ("random", "stl", "mtl_all")
-METHODS = GAIN_METHODS + TABLE_METHODS + BASELINES
+METHODS = GAIN_METHODS + TABLE_METHODS + TRAINING_FREE + BASELINES
+# Constraints a Gaussian-mixture clustering can honour (the rest need the MIP).
+LANDSCAPE_CONSTRAINTS = ("num_groups", "max_groups")
 OVERLAP = {"tag": True, "cosine": True, "hoa": True}
 
 

@@ -5,6 +5,7 @@ Launchers only turn flags into a TaskSet and a :class:`PipelineConfig` and call
 
 Files written into ``workdir`` (atomically):
   gains.json, gains_<measure>.json   the gains of the first / every gain method
+  landscape.json                     the landscape method's graph, embeddings and groups
   groups.json, groups_<method>.json  the grouping of the first / every grouping method
   networks/<identity>/*.json         every trained network's results, as it finishes
   oracle/table.json                  the oracle's measured table (with ``oracle``)
@@ -56,6 +57,11 @@ class PipelineConfig:
       a chunk, but do on its size: keep it fixed when comparing runs).
     random_draws: random partitions drawn for ``random``.
     max_oracle_networks: refuse the oracle when 2^m − 1 exceeds this.
+    landscape_samples: shared training samples of the landscape dissimilarity.
+    landscape_inits: random initialisations θ_0 it averages (seeds seed, seed+1, ...).
+    landscape_knn: sparsify the landscape task graph to k nearest neighbours.
+    landscape_head_init: ``same`` (every head of θ_0 a copy of one) or
+      ``independent`` (see :func:`tgroup.landscape.measure.same_heads`).
     quiet: no progress lines and no table.
     run_key: settings that identify the problem (e.g. the launcher's benchmark
       flags). With it, saved gains and networks in ``workdir`` are reused when it
@@ -70,6 +76,10 @@ class PipelineConfig:
   chunk_size: int = 16
   random_draws: int = 5
   max_oracle_networks: int = 1023
+  landscape_samples: int = 256
+  landscape_inits: int = 1
+  landscape_knn: int | None = None
+  landscape_head_init: str = "same"
   quiet: bool = False
   run_key: dict[str, Any] | None = None
 
@@ -103,8 +113,21 @@ class PipelineConfig:
       raise UserError(f"the oracle would train 2^{taskset.num_tasks} - 1 = "
                       f"{2 ** taskset.num_tasks - 1} networks, more than max_oracle_networks="
                       f"{self.max_oracle_networks}")
+    if "landscape" in self.methods:
+      unsupported = [n for n in c.active() if n not in methods_lib.LANDSCAPE_CONSTRAINTS]
+      if unsupported:
+        raise UserError("landscape groups by Gaussian-mixture clustering, which can honour only "
+                        f"num_groups and max_groups, not {', '.join(unsupported)}")
+      if self.landscape_head_init not in ("same", "independent"):
+        raise UserError("landscape_head_init must be same or independent, got "
+                        f"{self.landscape_head_init!r}")
+      if self.landscape_knn is not None and not 1 <= self.landscape_knn < taskset.num_tasks:
+        raise UserError(f"landscape_knn must be between 1 and {taskset.num_tasks - 1}, "
+                        f"got {self.landscape_knn}")
     for name, value, low in (("eval_seeds", len(self.eval_seeds), 1),
                              ("chunk_size", self.chunk_size, 1),
+                             ("landscape_samples", self.landscape_samples, 1),
+                             ("landscape_inits", self.landscape_inits, 1),
                              ("random_draws", self.random_draws, 1),
                              ("train_steps", self.train_steps or 1, 1)):
       if value < low:
@@ -126,7 +149,8 @@ class PipelineConfig:
     return spec.objective, spec.overlap
 
   def grouping_methods(self) -> list[str]:
-    return [m for m in self.methods if m in methods_lib.GAIN_METHODS + methods_lib.TABLE_METHODS]
+    return [m for m in self.methods if m in methods_lib.GAIN_METHODS + methods_lib.TABLE_METHODS
+            + methods_lib.TRAINING_FREE]
 
   def collect_config(self) -> CollectConfig:
     measures = tuple(dict.fromkeys(
@@ -189,6 +213,10 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
     seconds["oracle"] = {"collect": sum(r.seconds for r in table.values()),
                          "group": time.perf_counter() - start}
 
+  if "landscape" in config.methods:
+    groupings["landscape"], gains["landscape"], seconds["landscape"] = _landscape(
+        taskset, config, workdir)
+
   _write_groupings(taskset, config, workdir, gains, groupings)
 
   draws = {x: [_indices(taskset, groupings[x])] for x in groupings}
@@ -218,14 +246,15 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
       entry["predicted_objective"] = groupings[method].objective
     if method in gain_methods:
       entry["measure"] = methods_lib.gain_spec(method, config.principled_form).measure
-    elif method == "hoa":
-      entry["measure"] = "hoa"
+    elif method in ("hoa", "landscape"):
+      entry["measure"] = gains[method].measure
     if regret is not None:
       entry["regret"] = regret(entry["total_test_loss"], len(draws[method][0][0]),
                                methods_lib.OVERLAP.get(method, False))
     if taskset.ground_truth_groups is not None:
       entry["matches_ground_truth"] = _same_partition(entry["groups"],
                                                       report["ground_truth_groups"])
+      entry["adjusted_rand_index"] = _ari(taskset, draws[method][0])
     report["methods"][method] = entry
   if "first_order" in gains and "principled" in gains:
     report["methods"]["first_order"]["spearman_with_principled"] = baselines.spearman(
@@ -262,6 +291,55 @@ class _Regret:
             self.taskset, groups, assignment, self.results)["total_test_loss"]
     best_total = self.totals[(k, overlap)]
     return None if best_total is None else float(total - best_total)
+
+
+def _landscape(taskset: TaskSet, config: PipelineConfig, workdir: str
+               ) -> tuple[Grouping, Gains, dict]:
+  """The training-free method: dissimilarity → task graph → GAT → Gaussian mixture."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from tgroup.landscape import cluster, measure  # pylint: disable=g-import-not-at-top
+  seed = config.collect.seed
+  start = time.perf_counter()
+  d = measure.landscape_dissimilarity(
+      taskset, num_samples=config.landscape_samples,
+      init_seeds=tuple(range(seed, seed + config.landscape_inits)),
+      batch_size=taskset.batch_size, head_init=config.landscape_head_init)
+  collect_s = time.perf_counter() - start
+  start = time.perf_counter()
+  c = config.constraints
+  out = cluster.landscape_groups(d, taskset.tasks, jax.random.key(seed), num_groups=c.num_groups,
+                                 knn=config.landscape_knn, max_groups=c.max_groups)
+  group_s = time.perf_counter() - start
+  m = taskset.num_tasks
+  gains = Gains(taskset.tasks, "landscape_dissimilarity", d,
+                np.full((m, m), config.landscape_samples),
+                {"samples": config.landscape_samples, "inits": config.landscape_inits,
+                 "head_init": config.landscape_head_init, "seconds": collect_s,
+                 "note": "a dissimilarity (lower = the tasks train well together), not a gain"})
+  gains.save(os.path.join(workdir, "gains_landscape_dissimilarity.json"))
+  io.write_json(os.path.join(workdir, "landscape.json"), out)
+  groups = [list(g) for g in out["groups"]]
+  grouping = Grouping(tasks=taskset.tasks, groups=tuple(tuple(g) for g in groups),
+                      assignment={t: k for k, g in enumerate(groups) for t in g},
+                      objective=float(out["gat_loss"]), status="feasible", candidates="all",
+                      objective_name="landscape_gat_reconstruction_loss",
+                      constraints=c.to_json())
+  return grouping, gains, {"collect": collect_s, "group": group_s}
+
+
+def _ari(taskset: TaskSet, draw) -> float:
+  """Adjusted Rand index of a grouping's serving labels against the ground truth."""
+  from sklearn.metrics import adjusted_rand_score  # pylint: disable=g-import-not-at-top
+  groups, assignment = draw
+  index = {t: i for i, t in enumerate(taskset.tasks)}
+  truth = np.zeros(taskset.num_tasks, int)
+  for k, g in enumerate(taskset.ground_truth_groups):
+    truth[[index[t] for t in g]] = k
+  labels = np.zeros(taskset.num_tasks, int)
+  for t in range(taskset.num_tasks):
+    labels[t] = assignment[t] if assignment is not None else next(
+        k for k, g in enumerate(groups) if t in g)
+  return float(adjusted_rand_score(truth, labels))
 
 
 def _timed_grouping(taskset, config, method, gains) -> tuple[Grouping, float]:
@@ -307,10 +385,10 @@ def _write_groupings(taskset, config, workdir, gains, groupings) -> None:
   if not first:
     return
   io.write_json(os.path.join(workdir, "groups.json"), groupings[first[0]].to_json())
-  with_gains = [x for x in first if x in methods_lib.GAIN_METHODS or x == "hoa"]
+  with_gains = [x for x in first if x in methods_lib.GAIN_METHODS or x in ("hoa", "landscape")]
   if with_gains:
     method = with_gains[0]
-    g = gains["hoa"] if method == "hoa" else gains[
+    g = gains[method] if method in ("hoa", "landscape") else gains[
         methods_lib.gain_spec(method, config.principled_form).measure]
     g.save(os.path.join(workdir, "gains.json"))
     plots.gains_heatmap(taskset.tasks, g.gains, groupings[method].groups,
@@ -339,6 +417,8 @@ def _settings(taskset: TaskSet, config: PipelineConfig) -> dict:
       "train_steps": config.train_steps or taskset.train_steps,
       "chunk_size": config.chunk_size,
       "random_draws": config.random_draws,
+      "landscape": {"samples": config.landscape_samples, "inits": config.landscape_inits,
+                    "knn": config.landscape_knn, "head_init": config.landscape_head_init},
   }
 
 
