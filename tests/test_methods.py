@@ -42,6 +42,7 @@ def test_every_method_is_reported_with_a_regret(full_run):
       1.0 if report["methods"]["oracle"]["matches_ground_truth"] else
       report["methods"]["oracle"]["adjusted_rand_index"])
   assert len(report["methods"]["landscape"]["groups"]) == 2
+  assert report["methods"]["landscape"]["within_across_ratio"] > 0
   for f in ("gains_cosine.json", "gains_first_order.json", "gains_hoa.json",
             "gains_landscape_dissimilarity.json", "landscape.json",
             os.path.join("oracle", "table.json"), "groups_oracle.json", "groups_hoa.json"):

@@ -213,8 +213,9 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
     seconds["oracle"] = {"collect": sum(r.seconds for r in table.values()),
                          "group": time.perf_counter() - start}
 
+  landscape_out = {}
   if "landscape" in config.methods:
-    groupings["landscape"], gains["landscape"], seconds["landscape"] = _landscape(
+    groupings["landscape"], gains["landscape"], seconds["landscape"], landscape_out = _landscape(
         taskset, config, workdir)
 
   _write_groupings(taskset, config, workdir, gains, groupings)
@@ -248,6 +249,8 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
       entry["measure"] = methods_lib.gain_spec(method, config.principled_form).measure
     elif method in ("hoa", "landscape"):
       entry["measure"] = gains[method].measure
+    if method == "landscape" and "within_across_ratio" in landscape_out:
+      entry["within_across_ratio"] = landscape_out["within_across_ratio"]
     if regret is not None:
       entry["regret"] = regret(entry["total_test_loss"], len(draws[method][0][0]),
                                methods_lib.OVERLAP.get(method, False))
@@ -294,7 +297,7 @@ class _Regret:
 
 
 def _landscape(taskset: TaskSet, config: PipelineConfig, workdir: str
-               ) -> tuple[Grouping, Gains, dict]:
+               ) -> tuple[Grouping, Gains, dict, dict]:
   """The training-free method: dissimilarity → task graph → GAT → Gaussian mixture."""
   import jax  # pylint: disable=g-import-not-at-top
   from tgroup.landscape import cluster, measure  # pylint: disable=g-import-not-at-top
@@ -311,6 +314,13 @@ def _landscape(taskset: TaskSet, config: PipelineConfig, workdir: str
                                  knn=config.landscape_knn, max_groups=c.max_groups)
   group_s = time.perf_counter() - start
   m = taskset.num_tasks
+  if taskset.ground_truth_groups is not None:
+    # Is there signal at all? Mean dissimilarity within planted groups over across them.
+    label = {t: k for k, g in enumerate(taskset.ground_truth_groups) for t in g}
+    same = np.array([[label[a] == label[b] for b in taskset.tasks] for a in taskset.tasks])
+    off = ~np.eye(m, dtype=bool)
+    if (same & off).any() and (~same).any():
+      out["within_across_ratio"] = float(d[same & off].mean() / d[~same].mean())
   gains = Gains(taskset.tasks, "landscape_dissimilarity", d,
                 np.full((m, m), config.landscape_samples),
                 {"samples": config.landscape_samples, "inits": config.landscape_inits,
@@ -324,7 +334,7 @@ def _landscape(taskset: TaskSet, config: PipelineConfig, workdir: str
                       objective=float(out["gat_loss"]), status="feasible", candidates="all",
                       objective_name="landscape_gat_reconstruction_loss",
                       constraints=c.to_json())
-  return grouping, gains, {"collect": collect_s, "group": group_s}
+  return grouping, gains, {"collect": collect_s, "group": group_s}, out
 
 
 def _ari(taskset: TaskSet, draw) -> float:
