@@ -258,9 +258,12 @@ def landscape_groups(dissimilarity, tasks: Sequence[str], key, *,
   if len(tasks) != adjacency.shape[0] or len(set(tasks)) != len(tasks):
     raise UserError(f"need {adjacency.shape[0]} distinct task names for a "
                     f"{adjacency.shape[0]}x{adjacency.shape[0]} dissimilarity, got {tasks}")
-  gat_key, mix_key = jax.random.split(key)
-  embeddings, loss = gat.gat_embeddings(adjacency, gat_key, **gat_kwargs)
-  seed = int(jax.random.randint(mix_key, (), 0, 2**20))
+  embeddings, loss = gat.gat_embeddings(adjacency, key, **gat_kwargs)
+  # The mixture's seed comes from the key's bits on the host: an eager
+  # jax.random.split/randint would each compile a threefry program (≈ 0.3-0.5 s
+  # measured), more than the mixture itself takes.
+  seed = int(np.random.SeedSequence(
+      np.asarray(jax.random.key_data(key)).ravel().tolist()).generate_state(1)[0] % 2**20)
   labels, k = mixture_groups(embeddings, num_groups, seed=seed, max_groups=max_groups)
   return {"groups": [list(g) for g in groups_from_labels(labels, tasks)],
           "num_groups": k,
