@@ -44,6 +44,11 @@ _STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "map", "vmap"],
 _MAP_BATCH_SIZE = flags.DEFINE_integer(
     "map_batch_size", None, "Combinations per lax.map iteration (unset: one at a time with "
     "--strategy=map; 3 with --strategy=auto on CPU, the fastest measured by launch.bench).")
+_CHECKPOINT_EVERY = flags.DEFINE_integer(
+    "checkpoint_every", 500, "Save the collection run's state every this many steps (atomic "
+    "writes under WORKDIR/checkpoints/); a rerun of the same command resumes from it with "
+    "identical results. 0: write none. Group and oracle networks are saved as each "
+    "chunk finishes regardless.")
 _RANDOM_DRAWS = flags.DEFINE_integer("random_draws", 5, "Random partitions drawn for the "
                                      "random method (mean and spread are reported).")
 _MAX_ORACLE_NETWORKS = flags.DEFINE_integer(
@@ -90,11 +95,15 @@ def pipeline_config(default_num_groups: int | None, train_steps: int,
   """A :class:`tgroup.pipeline.PipelineConfig` from the shared flags."""
   if _EVAL_SEEDS.value < 1:
     raise UserError(f"--eval_seeds must be >= 1, got {_EVAL_SEEDS.value}")
+  if _CHECKPOINT_EVERY.value < 0:
+    raise UserError(f"--checkpoint_every must be >= 0 (0: no checkpoints), "
+                    f"got {_CHECKPOINT_EVERY.value}")
   steps = capped_steps(train_steps)
   collect = CollectConfig(steps=steps, collect_every=_COLLECT_EVERY.value,
                           sample_tasks=_SAMPLE_TASKS.value, sample_bias=_SAMPLE_BIAS.value,
                           strategy=_STRATEGY.value, map_batch_size=_MAP_BATCH_SIZE.value,
-                          seed=_SEED.value, quiet=cli.QUIET.value)
+                          seed=_SEED.value, checkpoint_every=_CHECKPOINT_EVERY.value or None,
+                          quiet=cli.QUIET.value)
   return pipeline.PipelineConfig(
       methods=tuple(m.strip() for m in _METHODS.value),
       constraints=constraint_flags.constraints(default_num_groups),

@@ -3,7 +3,10 @@
 A dataset only has to offer two methods, so users can wrap their own loaders:
 ``train_batches(batch_size, seed)`` (an endless, reshuffled stream of full batches)
 and ``eval_batches(batch_size)`` (one pass in order, the last batch padded and
-flagged by ``Batch.weights``).
+flagged by ``Batch.weights``). ``train_batches`` may also take ``start``, the
+number of batches to skip: a resumed collection run then continues the stream
+without reading the skipped batches (a dataset without it is advanced by drawing
+and discarding them).
 """
 from __future__ import annotations
 
@@ -21,6 +24,35 @@ class Batch(NamedTuple):
   inputs: Any
   labels: Any
   weights: np.ndarray
+
+
+def shuffled_batch_indices(n: int, batch_size: int, seed: int,
+                           start: int = 0) -> Iterator[np.ndarray]:
+  """Endless index batches of the training order every dataset here shares.
+
+  One seeded permutation of ``range(n)`` per epoch, cut into ``n // batch_size``
+  full batches (the remainder is dropped for that epoch). ``start`` skips that
+  many batches without materialising them: the stream is exactly the tail of the
+  one from 0, which is what a resumed run needs.
+
+  Examples:
+    >>> whole = [b.tolist() for b, _ in zip(shuffled_batch_indices(5, 2, 0), range(5))]
+    >>> tail = [b.tolist() for b, _ in zip(shuffled_batch_indices(5, 2, 0, start=3), range(2))]
+    >>> tail == whole[3:]
+    True
+  """
+  if start < 0:
+    raise ValueError(f"start must be >= 0, got {start}")
+  rng = np.random.default_rng(seed)
+  per_epoch = n // batch_size
+  epoch, offset = divmod(start, per_epoch)
+  for _ in range(epoch):  # the generator's state after the skipped epochs' shuffles
+    rng.permutation(n)
+  while True:
+    order = rng.permutation(n)
+    for k in range(offset, per_epoch):
+      yield order[k * batch_size:(k + 1) * batch_size]
+    offset = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,18 +80,26 @@ class ArrayDataset:
   def num_tasks(self) -> int:
     return self.labels.shape[-1]
 
-  def train_batches(self, batch_size: int, seed: int) -> Iterator[Batch]:
-    """Endless stream of full batches, reshuffled each epoch by ``seed``."""
+  def train_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+    """Endless stream of full batches, reshuffled each epoch by ``seed``.
+
+    ``start`` skips that many batches cheaply: the stream is exactly the tail of
+    the one from 0 (a resumed run sees the batches the uninterrupted one would).
+
+    Examples:
+      >>> ds = ArrayDataset(np.arange(10.0)[:, None], np.zeros((10, 1)))
+      >>> whole = [b.inputs[:, 0].tolist() for b, _ in zip(ds.train_batches(3, 0), range(7))]
+      >>> tail = [b.inputs[:, 0].tolist() for b, _ in zip(ds.train_batches(3, 0, start=4),
+      ...                                                 range(3))]
+      >>> tail == whole[4:]
+      True
+    """
     n = len(self)
     if batch_size > n:
       raise ValueError(f"batch_size={batch_size} exceeds the {n} training samples")
-    rng = np.random.default_rng(seed)
     ones = np.ones(batch_size, np.float32)
-    while True:
-      order = rng.permutation(n)
-      for start in range(0, n - batch_size + 1, batch_size):
-        idx = order[start:start + batch_size]
-        yield Batch(self.inputs[idx], self.labels[idx], ones)
+    for idx in shuffled_batch_indices(n, batch_size, seed, start):
+      yield Batch(self.inputs[idx], self.labels[idx], ones)
 
   def eval_batches(self, batch_size: int) -> Iterator[Batch]:
     """One ordered pass; the last batch is padded to ``batch_size`` (weights 0)."""

@@ -1,6 +1,10 @@
 """Finished networks on disk, one JSON file per network and seed, written as they finish.
 
-A rerun (after a crash, or to add methods) trains only what is missing. Files
+A rerun (after a crash, or to add methods) trains only what is missing. Every
+file is written atomically (temporary file, fsync, rename), so a process killed
+mid-write leaves the entry either complete or absent, never half-written; a
+network's result does not depend on which networks shared its chunk, so a
+resumed run reports exactly what an uninterrupted one would. Files
 live under ``directory/<identity hash>/`` where the identity holds everything
 that determines a network's result besides its group and seed (the benchmark's
 settings, steps, chunk size): runs with other settings never mix, and never
@@ -13,6 +17,7 @@ import json
 import os
 
 from tgroup import io
+from tgroup.errors import UserError
 from tgroup.evaluate import Group, NetworkResult
 
 
@@ -44,7 +49,11 @@ class NetworkCache:
     path = self._path(group, seed)
     if not os.path.exists(path):
       return None
-    return NetworkResult.from_json(io.read_json(path))
+    try:
+      return NetworkResult.from_json(io.read_json(path))
+    except (KeyError, TypeError, ValueError) as e:
+      raise UserError(f"{path}: not a network result ({type(e).__name__}: {e}); delete it to "
+                      "retrain that network") from None
 
   def put(self, group: Group, seed: int, result: NetworkResult) -> None:
     io.write_json(self._path(group, seed), result.to_json())

@@ -8,6 +8,8 @@ Files written into ``workdir`` (atomically):
   landscape.json                     the landscape method's graph, embeddings and groups
   groups.json, groups_<method>.json  the grouping of the first / every grouping method
   networks/<identity>/*.json         every trained network's results, as it finishes
+  checkpoints/collect/<key>/         the collection run's checkpoint while it runs (resumed
+                                     by a rerun; deleted once the gains are saved)
   oracle/table.json                  the oracle's measured table (with ``oracle``)
   report.json                        every method's groups, results and regret
   gains.png, results.png             heatmap with groups outlined; per-task bars
@@ -23,6 +25,7 @@ from absl import logging
 import numpy as np
 
 from tgroup import baselines
+from tgroup import checkpoint
 from tgroup import evaluate
 from tgroup import io
 from tgroup import methods as methods_lib
@@ -31,6 +34,7 @@ from tgroup import plots
 from tgroup import report as report_lib
 from tgroup.errors import InfeasibleError, UserError
 from tgroup.gains import CollectConfig, Gains, run_collection
+from tgroup.gains.collect import clear_checkpoint
 from tgroup.grouping import Constraints, Grouping, hoa_gains, solve_grouping, solve_measured
 from tgroup.netcache import MemoryCache, NetworkCache
 from tgroup.tasks import TaskSet
@@ -65,7 +69,9 @@ class PipelineConfig:
     quiet: no progress lines and no table.
     run_key: settings that identify the problem (e.g. the launcher's benchmark
       flags). With it, saved gains and networks in ``workdir`` are reused when it
-      and every other setting match; without it nothing is reused.
+      and every other setting match, and an interrupted collection run resumes
+      from its checkpoint (``collect.checkpoint_every``); without it nothing is
+      reused.
   """
   methods: tuple[str, ...] = ("principled", "tag", "stl", "mtl_all")
   constraints: Constraints = Constraints()
@@ -434,19 +440,30 @@ def _settings(taskset: TaskSet, config: PipelineConfig) -> dict:
 
 def _collect_or_reuse(taskset: TaskSet, config: PipelineConfig, workdir: str
                       ) -> tuple[dict[str, Gains], float]:
-  """Reuses ``gains_<measure>.json`` written by an identical earlier run."""
+  """Reuses ``gains_<measure>.json`` written by an identical earlier run.
+
+  Otherwise collects, resuming the checkpoint an interrupted identical run left
+  (with a run key: without one nothing is reused).
+  """
   cc = config.collect_config()
   key = {"run_key": config.run_key, "collect": cc.settings(taskset)}
   paths = {x: os.path.join(workdir, f"gains_{x}.json") for x in cc.measures}
+  # One directory per run key and settings: a rerun with other settings never meets
+  # this run's checkpoint, and coming back to these settings resumes it.
+  checkpoint_dir = (os.path.join(workdir, "checkpoints", "collect", checkpoint.digest(key))
+                    if config.run_key is not None else None)
   if config.run_key is not None and all(os.path.exists(p) for p in paths.values()):
     saved = {x: Gains.load(p) for x, p in paths.items()}
     if all(g.settings.get("key") == key for g in saved.values()):
       logging.info("reusing gains saved in %s", workdir)
+      clear_checkpoint(checkpoint_dir, workdir)  # left by a run killed after saving its gains
       return saved, float(next(iter(saved.values())).settings.get("seconds", 0.0))
   start = time.perf_counter()
-  gains, _ = run_collection(taskset, cc)
+  gains, _ = run_collection(taskset, cc, checkpoint_dir=checkpoint_dir, identity=key)
   seconds = time.perf_counter() - start
   for x, g in gains.items():
     gains[x] = dataclasses.replace(g, settings=dict(g.settings, key=key))
     gains[x].save(paths[x])
+  if checkpoint_dir is not None:
+    clear_checkpoint(checkpoint_dir, workdir)  # the gains files are the resume point now
   return gains, seconds

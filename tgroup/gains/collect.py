@@ -3,16 +3,28 @@
 The run trains the all-tasks network on the sum of task losses exactly as it
 would without collection; every ``collect_every`` steps a jitted collection step
 reads the current parameters and optimizer state and accumulates gains.
+
+With a checkpoint directory the run saves, every ``checkpoint_every`` steps, all
+it carries between steps (the training state, the collector's sums, counts,
+draws and PRNG key, and the step, which is also the data position) and resumes
+from there when called again: the resumed run replays the same steps on the same
+batches, so its gains and final state are bitwise those of an uninterrupted run
+(on a deterministic backend such as the CPU).
 """
 from __future__ import annotations
 
 import dataclasses
+import glob
+import inspect
+import os
 import time
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tgroup import checkpoint
 from tgroup import progress
 from tgroup import train
 from tgroup.errors import UserError
@@ -37,6 +49,9 @@ class CollectConfig:
     map_batch_size: combinations per ``lax.map`` iteration (None: one at a time
       under ``map``, a measured default under ``auto`` on CPU).
     seed: initialisation, batch order and task draws.
+    checkpoint_every: with a checkpoint directory (see :func:`run_collection`),
+      save the run's state every this many steps (None: never). Does not change
+      the gains, so it is not part of :meth:`settings`.
     quiet: no progress lines.
   """
   measures: tuple[str, ...] = ("principled",)
@@ -47,6 +62,7 @@ class CollectConfig:
   strategy: str = "auto"
   map_batch_size: int | None = None
   seed: int = 0
+  checkpoint_every: int | None = None
   quiet: bool = False
 
   def validate(self, num_tasks: int) -> None:
@@ -67,10 +83,14 @@ class CollectConfig:
       raise UserError(f"strategy must be auto, map or vmap, got {self.strategy!r}")
     if self.map_batch_size is not None and self.map_batch_size < 1:
       raise UserError(f"map_batch_size must be >= 1, got {self.map_batch_size}")
+    if self.checkpoint_every is not None and self.checkpoint_every < 1:
+      raise UserError(f"checkpoint_every must be >= 1 (or None: no checkpoints), "
+                      f"got {self.checkpoint_every}")
 
   def settings(self, taskset: TaskSet) -> dict:
     d = dataclasses.asdict(self)
     d.pop("quiet")
+    d.pop("checkpoint_every")
     d["steps"] = self.steps or taskset.train_steps
     d["strategy"], d["map_batch_size"] = lookahead.resolve_strategy(self.strategy,
                                                                      self.map_batch_size)
@@ -94,11 +114,27 @@ def collect_gains(taskset: TaskSet, config: CollectConfig = CollectConfig()) -> 
   return run_collection(taskset, config)[0]
 
 
-def run_collection(taskset: TaskSet, config: CollectConfig) -> tuple[dict[str, Gains],
-                                                                    train.TrainState]:
+def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: str | None = None,
+                   identity=None) -> tuple[dict[str, Gains], train.TrainState]:
   """:func:`collect_gains` plus the final training state of the all-tasks network.
 
   The state is bitwise what the same run without collection would give.
+
+  Args:
+    taskset: the problem.
+    config: collection settings.
+    checkpoint_dir: where the run's checkpoint lives (``collect.npz``). A
+      checkpoint found there is resumed; a new one is written every
+      ``config.checkpoint_every`` steps (atomically). None: no checkpoints. The
+      checkpoint is left in place at the end: delete it with
+      :func:`clear_checkpoint` once the gains are saved.
+    identity: JSON-able settings that identify the problem beyond ``config``
+      and the task names (e.g. a launcher's benchmark flags); its hash joins the
+      checkpoint's fingerprint, so a checkpoint of another run is refused.
+
+  Raises:
+    UserError: a bad setting, or a checkpoint in ``checkpoint_dir`` that is
+      corrupted or belongs to another run (the message names the file).
   """
   config.validate(taskset.num_tasks)
   steps = config.steps or taskset.train_steps
@@ -111,11 +147,23 @@ def run_collection(taskset: TaskSet, config: CollectConfig) -> tuple[dict[str, G
       sample_bias=config.sample_bias, strategy=config.strategy,
       map_batch_size=config.map_batch_size))
   cstate = lookahead.init_collector(collect_key, taskset.num_tasks, config.measures)
+  settings = config.settings(taskset)
+  saver = None
+  first, earlier_seconds = 0, 0.0
+  if checkpoint_dir is not None:
+    saver = _Checkpoint(checkpoint_dir, {
+        "tasks": list(taskset.tasks), "settings": dict(settings),
+        "identity": None if identity is None else checkpoint.digest(identity)})
+    resumed = saver.restore((state, cstate))
+    if resumed is not None:
+      (state, cstate), first, earlier_seconds = resumed
+      if not config.quiet:
+        logging.info("resuming collection at step %d/%d from %s", first, steps, saver.path)
   all_tasks = jnp.ones(taskset.num_tasks, jnp.float32)
-  batches = taskset.train.train_batches(taskset.batch_size, seed=config.seed)
+  batches = _batches_from(taskset.train, taskset.batch_size, config.seed, first)
   bar = progress.Progress(steps, "collect", config.quiet)
   start = time.perf_counter()
-  for step in range(steps):
+  for step in range(first, steps):
     batch = next(batches)
     if step % config.collect_every == 0:
       cstate = collect_fn(cstate, state.params, state.opt_state, batch)
@@ -123,11 +171,75 @@ def run_collection(taskset: TaskSet, config: CollectConfig) -> tuple[dict[str, G
     if (step + 1) % 100 == 0 or step + 1 == steps:
       train.check_finite(taskset, np.asarray(losses), all_tasks, step + 1)
       bar.update(step + 1)
-  settings = config.settings(taskset)
-  settings["seconds"] = round(time.perf_counter() - start, 3)
+    if (saver is not None and config.checkpoint_every
+        and (step + 1) % config.checkpoint_every == 0 and step + 1 < steps):
+      saver.save((state, cstate), step + 1,
+                 earlier_seconds + time.perf_counter() - start)
+  settings["seconds"] = round(earlier_seconds + time.perf_counter() - start, 3)
   gains = {name: finish(taskset.tasks, name, acc, settings)
            for name, acc in cstate.measures.items()}
   return gains, state
+
+
+CHECKPOINT_FILE = "collect.npz"
+
+
+class _Checkpoint:
+  """The one checkpoint file of a collection run and its fingerprint."""
+
+  def __init__(self, directory: str, fingerprint: dict):
+    self.path = os.path.join(directory, CHECKPOINT_FILE)
+    self.fingerprint = fingerprint
+
+  def restore(self, like) -> tuple[object, int, float] | None:
+    """``(state, step, seconds so far)`` of a saved run, or None without a checkpoint."""
+    if not os.path.exists(self.path):
+      return None
+    tree, record = checkpoint.restore(self.path, like, self.fingerprint)
+    return tree, int(record["step"]), float(record.get("seconds", 0.0))
+
+  def save(self, tree, step: int, seconds: float) -> None:
+    checkpoint.save(self.path, tree, {"fingerprint": self.fingerprint, "step": step,
+                                      "seconds": round(seconds, 3)})
+
+
+def clear_checkpoint(checkpoint_dir: str, root: str | None = None) -> None:
+  """Deletes a collection checkpoint (and temporary files a killed write left behind).
+
+  Then removes ``checkpoint_dir`` if empty, and its parents up to (not including)
+  ``root`` while they are empty.
+  """
+  for path in [os.path.join(checkpoint_dir, CHECKPOINT_FILE)] + glob.glob(
+      os.path.join(checkpoint_dir, f".{CHECKPOINT_FILE}.*.tmp")):
+    if os.path.exists(path):
+      os.unlink(path)
+  directory = os.path.abspath(checkpoint_dir)
+  stop = os.path.abspath(root) if root is not None else None
+  while True:
+    try:
+      os.rmdir(directory)
+    except OSError:  # not empty (another run's checkpoint) or already gone
+      return
+    directory = os.path.dirname(directory)
+    if stop is None or directory == stop or not directory.startswith(stop + os.sep):
+      return
+
+
+def _batches_from(dataset, batch_size: int, seed: int, start: int):
+  """The dataset's training stream from batch ``start`` on.
+
+  Datasets whose ``train_batches`` takes ``start`` skip without reading (see
+  :class:`tgroup.data.ArrayDataset`); others, e.g. a user's loader with only
+  ``(batch_size, seed)``, are advanced by drawing and discarding batches.
+  """
+  if start == 0:
+    return dataset.train_batches(batch_size, seed=seed)
+  if "start" in inspect.signature(dataset.train_batches).parameters:
+    return dataset.train_batches(batch_size, seed=seed, start=start)
+  batches = dataset.train_batches(batch_size, seed=seed)
+  for _ in range(start):
+    next(batches)
+  return batches
 
 
 def finish(tasks, measure: str, acc: lookahead.GainSums, settings: dict) -> Gains:
