@@ -60,9 +60,63 @@ def per_task_bars(report: Mapping, path: str, key: str = "test_loss") -> None:
   _save(fig, path)
 
 
-def _save(fig, path: str) -> None:
+def gains_over_time(history, path: str | None = None, title: str = "", close: bool = False):
+  """How early the ranking of a measure's gains settles (lazy collection relies on it).
+
+  Left: the Spearman rank correlation of each snapshot's off-diagonal gains with
+  the final gains, against the training step, with the step from which it stays
+  above :data:`~tgroup.gains.history.STABLE_CORRELATION` marked. Right: the
+  fraction of target tasks whose best source task is already the final one.
+
+  Args:
+    history: a :class:`tgroup.gains.history.GainsHistory`.
+    path: also write the figure there as PNG (atomically).
+    title: the figure's title (default: the measure's name).
+    close: close the figure once written (a script that only wants the file).
+
+  Returns:
+    The matplotlib Figure (closed with ``close``).
+
+  Examples:
+    >>> from tgroup.gains.history import GainsHistory
+    >>> final = np.array([[0, 3, 1], [2, 0, 4], [5, 6, 0]], float)
+    >>> h = GainsHistory(("a", "b", "c"), "tag", np.array([10, 20, 30]),
+    ...                  np.stack([-final, 2 * final, final]), np.ones((3, 3, 3)))
+    >>> fig = gains_over_time(h)
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['Spearman ρ with the final gains', 'best source already final']
+    >>> plt.close(fig)
+  """
+  from tgroup.gains import history as history_lib  # pylint: disable=g-import-not-at-top
+  steps = np.asarray(history.steps)
+  rho, agree = history.rank_correlation(), history.best_source_agreement()
+  stable = history.stable_step()
+  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+  left.plot(steps, rho, marker="o", markersize=3)
+  left.axhline(history_lib.STABLE_CORRELATION, color="gray", linestyle=":", linewidth=1)
+  if stable is not None:
+    left.axvline(stable, color="black", linestyle="--", linewidth=1,
+                 label=f"ρ ≥ {history_lib.STABLE_CORRELATION:g} from step {stable}")
+    left.legend(fontsize="small", loc="lower right")
+  left.set_ylim(min(-0.05, np.nanmin(rho, initial=0.0) - 0.05), 1.05)
+  left.set_xlabel("training step")
+  left.set_ylabel("Spearman ρ with the final gains")
+  right.plot(steps, agree, marker="o", markersize=3, color="tab:green")
+  right.set_ylim(-0.05, 1.05)
+  right.set_xlabel("training step")
+  right.set_ylabel("best source already final")
+  fig.suptitle(title or f"{history.measure} gains over training steps")
+  if path is not None:
+    _save(fig, path, close=close)
+  elif close:
+    plt.close(fig)
+  return fig
+
+
+def _save(fig, path: str, close: bool = True) -> None:
   buf = BytesIO()
   fig.tight_layout()
   fig.savefig(buf, format="png", dpi=110)
-  plt.close(fig)
+  if close:
+    plt.close(fig)
   io.atomic_write_bytes(path, buf.getvalue())

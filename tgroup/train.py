@@ -94,7 +94,8 @@ def train_networks(taskset: TaskSet, task_weights: np.ndarray, init_keys: jax.Ar
     desc: progress label.
 
   Raises:
-    NonFiniteLossError: a loss became NaN or infinite; names task and step.
+    NonFiniteLossError: a loss became NaN or infinite; names the task, the step
+      and the network's group.
   """
   task_weights = jnp.asarray(task_weights, jnp.float32)
   states = jax.vmap(lambda k: init_state(taskset, k))(init_keys)
@@ -104,16 +105,46 @@ def train_networks(taskset: TaskSet, task_weights: np.ndarray, init_keys: jax.Ar
   for step in range(1, steps + 1):
     states, losses = step_fn(states, next(batches), task_weights)
     if step % log_every == 0 or step == steps:
-      check_finite(taskset, np.asarray(losses), task_weights, step)
+      check_finite(taskset, np.asarray(losses), task_weights, step, context=f"seed {data_seed}")
       bar.update(step)
   return states
 
 
-def check_finite(taskset: TaskSet, losses: np.ndarray, task_weights, step: int) -> None:
-  """Raises a clear error naming the first task whose trained loss is not finite."""
-  bad = ~np.isfinite(losses) & (np.asarray(task_weights) > 0)
-  if bad.any():
-    task = taskset.tasks[int(np.argwhere(bad)[0][-1])]
-    raise NonFiniteLossError(
-        f"non-finite training loss for task {task!r} by step {step}; "
-        "lower the learning rate or check the labels")
+def check_finite(taskset: TaskSet, losses: np.ndarray, task_weights, step: int,
+                 context: str = "") -> None:
+  """Raises a clear error naming the first trained task whose loss is not finite.
+
+  Args:
+    taskset: the problem (task names).
+    losses: ``(m,)`` or ``(networks, m)`` per-task training losses.
+    task_weights: like ``losses``; a row's nonzero entries are the network's group.
+    step: the training step the losses belong to (for the message).
+    context: which run, for the message (e.g. ``seed 0``).
+
+  Raises:
+    NonFiniteLossError: names the task, the step and the network's group.
+
+  Examples:
+    >>> from tgroup.benchmarks.synthetic import synthetic
+    >>> ts = synthetic(1, 3, num_train=64, num_val=16, num_test=16, batch_size=16)
+    >>> try:
+    ...   check_finite(ts, np.array([[1.0, 2.0, 3.0], [0.5, np.nan, np.inf]]),
+    ...                np.array([[1, 1, 1], [0, 1, 1]]), 300, context="seed 0")
+    ... except NonFiniteLossError as e:
+    ...   print(str(e).split("; ")[0])
+    non-finite training loss for task 'c0_t1' by step 300 (network of group {c0_t1, c0_t2}, seed 0)
+  """
+  losses, weights = np.asarray(losses), np.asarray(task_weights)
+  bad = ~np.isfinite(losses) & (weights > 0)
+  if not bad.any():
+    return
+  where = tuple(np.argwhere(bad)[0])
+  task = taskset.tasks[int(where[-1])]
+  row = np.broadcast_to(weights, losses.shape)[where[:-1]]
+  group = [taskset.tasks[i] for i in np.flatnonzero(row > 0)]
+  network = (f"network of all {len(group)} tasks" if len(group) == taskset.num_tasks > 1
+             else f"network of group {{{', '.join(group)}}}")
+  detail = ", ".join(x for x in (network, context) if x)
+  raise NonFiniteLossError(
+      f"non-finite training loss for task {task!r} by step {step} ({detail}); "
+      "lower the learning rate or check the labels")

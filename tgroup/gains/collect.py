@@ -6,10 +6,15 @@ reads the current parameters and optimizer state and accumulates gains.
 
 With a checkpoint directory the run saves, every ``checkpoint_every`` steps, all
 it carries between steps (the training state, the collector's sums, counts,
-draws and PRNG key, and the step, which is also the data position) and resumes
-from there when called again: the resumed run replays the same steps on the same
-batches, so its gains and final state are bitwise those of an uninterrupted run
-(on a deterministic backend such as the CPU).
+draws and PRNG key, the gains history so far, and the step, which is also the
+data position) and resumes from there when called again: the resumed run replays
+the same steps on the same batches, so its gains, history and final state are
+bitwise those of an uninterrupted run (on a deterministic backend such as the
+CPU). A checkpoint is written only after its state was checked finite, so a run
+that diverges leaves the last good checkpoint on disk.
+
+The run also records every measure's running means at a few evenly spaced steps
+(:mod:`tgroup.gains.history`): how early the ranking of the gains settles.
 """
 from __future__ import annotations
 
@@ -27,8 +32,9 @@ import numpy as np
 from tgroup import checkpoint
 from tgroup import progress
 from tgroup import train
-from tgroup.errors import UserError
+from tgroup.errors import NonFiniteLossError, UserError
 from tgroup.gains import combinations
+from tgroup.gains import history as history_lib
 from tgroup.gains import lookahead
 from tgroup.gains.gains import Gains
 from tgroup.tasks import TaskSet
@@ -115,7 +121,7 @@ def collect_gains(taskset: TaskSet, config: CollectConfig = CollectConfig()) -> 
 
 
 def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: str | None = None,
-                   identity=None) -> tuple[dict[str, Gains], train.TrainState]:
+                   identity=None, return_history: bool = False):
   """:func:`collect_gains` plus the final training state of the all-tasks network.
 
   The state is bitwise what the same run without collection would give.
@@ -131,10 +137,20 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
     identity: JSON-able settings that identify the problem beyond ``config``
       and the task names (e.g. a launcher's benchmark flags); its hash joins the
       checkpoint's fingerprint, so a checkpoint of another run is refused.
+    return_history: also return each measure's
+      :class:`~tgroup.gains.history.GainsHistory` (running means at
+      :func:`~tgroup.gains.history.snapshot_steps`).
+
+  Returns:
+    ``(gains, state)``, or ``(gains, state, histories)`` with ``return_history``:
+    dicts keyed by measure.
 
   Raises:
     UserError: a bad setting, or a checkpoint in ``checkpoint_dir`` that is
       corrupted or belongs to another run (the message names the file).
+    NonFiniteLossError: a training loss or a gain became NaN or infinite (the
+      message names the task or measure and the step); the checkpoint on disk,
+      if any, is the last one whose state was finite.
   """
   config.validate(taskset.num_tasks)
   steps = config.steps or taskset.train_steps
@@ -147,6 +163,8 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
       sample_bias=config.sample_bias, strategy=config.strategy,
       map_batch_size=config.map_batch_size))
   cstate = lookahead.init_collector(collect_key, taskset.num_tasks, config.measures)
+  snapshot_at = {s: k for k, s in enumerate(history_lib.snapshot_steps(steps))}
+  snapshots = _empty_snapshots(cstate, len(snapshot_at))
   settings = config.settings(taskset)
   saver = None
   first, earlier_seconds = 0, 0.0
@@ -154,9 +172,10 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
     saver = _Checkpoint(checkpoint_dir, {
         "tasks": list(taskset.tasks), "settings": dict(settings),
         "identity": None if identity is None else checkpoint.digest(identity)})
-    resumed = saver.restore((state, cstate))
+    resumed = saver.restore((state, cstate, snapshots))
     if resumed is not None:
-      (state, cstate), first, earlier_seconds = resumed
+      (state, cstate, snapshots), first, earlier_seconds = resumed
+      snapshots = jax.tree.map(np.array, snapshots)  # writable host copies
       if not config.quiet:
         logging.info("resuming collection at step %d/%d from %s", first, steps, saver.path)
   all_tasks = jnp.ones(taskset.num_tasks, jnp.float32)
@@ -168,17 +187,78 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
     if step % config.collect_every == 0:
       cstate = collect_fn(cstate, state.params, state.opt_state, batch)
     state, losses = update_fn(state, batch, all_tasks)
+    if step + 1 in snapshot_at:
+      for name, acc in cstate.measures.items():
+        snapshots[name].sums[snapshot_at[step + 1]] = np.asarray(acc.sums)
+        snapshots[name].counts[snapshot_at[step + 1]] = np.asarray(acc.counts)
     if (step + 1) % 100 == 0 or step + 1 == steps:
-      train.check_finite(taskset, np.asarray(losses), all_tasks, step + 1)
+      train.check_finite(taskset, np.asarray(losses), all_tasks, step + 1,
+                         context="collection run")
       bar.update(step + 1)
     if (saver is not None and config.checkpoint_every
         and (step + 1) % config.checkpoint_every == 0 and step + 1 < steps):
-      saver.save((state, cstate), step + 1,
+      # Only a finite state is saved: a run that diverges keeps its last good checkpoint.
+      train.check_finite(taskset, np.asarray(losses), all_tasks, step + 1,
+                         context="collection run")
+      _check_state_finite(taskset, state, cstate, batch, step + 1)
+      saver.save((state, cstate, snapshots), step + 1,
                  earlier_seconds + time.perf_counter() - start)
   settings["seconds"] = round(earlier_seconds + time.perf_counter() - start, 3)
   gains = {name: finish(taskset.tasks, name, acc, settings)
            for name, acc in cstate.measures.items()}
-  return gains, state
+  if not return_history:
+    return gains, state
+  steps_array = np.array(sorted(snapshot_at))
+  histories = {name: history_lib.GainsHistory(
+      tuple(taskset.tasks), name, steps_array, _means(snap.sums, snap.counts), snap.counts)
+               for name, snap in snapshots.items()}
+  return gains, state, histories
+
+
+def _empty_snapshots(cstate: lookahead.CollectorState, points: int) -> dict:
+  """Host buffers for every measure's running sums and counts at ``points`` steps.
+
+  Fixed-size (not appended to) so a checkpoint's template has the same shapes
+  at every step; stored in the accumulators' dtypes, so a resumed history is
+  bitwise an uninterrupted one.
+  """
+  return {name: lookahead.GainSums(
+      np.zeros((points,) + acc.sums.shape, acc.sums.dtype),
+      np.zeros((points,) + acc.counts.shape, acc.counts.dtype))
+          for name, acc in cstate.measures.items()}
+
+
+def _means(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+  sums = np.asarray(sums, np.float64)
+  return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves])) if leaves else True
+
+
+def _check_state_finite(taskset: TaskSet, state: train.TrainState,
+                        cstate: lookahead.CollectorState, batch, step: int) -> None:
+  """Raises :class:`NonFiniteLossError` if anything a checkpoint would hold is not finite.
+
+  The training losses of ``step`` were computed before its update, so the
+  parameters that update produced can be non-finite while they were finite: then
+  the losses of the new parameters on the same batch name the task.
+  """
+  sums = {name: acc.sums for name, acc in cstate.measures.items()}
+  if bool(_all_finite((state.params, state.opt_state, sums))):
+    return
+  for name, acc in sums.items():
+    if not np.isfinite(np.asarray(acc)).all():
+      raise NonFiniteLossError(f"{name} gains are not finite by step {step}: a lookahead step "
+                               "diverged (lower the learning rate)")
+  losses = jax.jit(taskset.task_losses)(state.params, batch)
+  all_tasks = np.ones(taskset.num_tasks)
+  train.check_finite(taskset, np.asarray(losses), all_tasks, step, context="collection run")
+  raise NonFiniteLossError(f"the collection run's parameters or optimizer state are not finite "
+                           f"by step {step} (its losses still are); lower the learning rate")
 
 
 CHECKPOINT_FILE = "collect.npz"
@@ -246,9 +326,9 @@ def finish(tasks, measure: str, acc: lookahead.GainSums, settings: dict) -> Gain
   """Running sums → means (entries never collected stay 0 with count 0)."""
   sums, counts = np.asarray(acc.sums, np.float64), np.asarray(acc.counts)
   if not np.isfinite(sums).all():
-    raise UserError(f"{measure} gains are not finite: a lookahead step diverged "
-                    "(lower the learning rate)")
-  means = np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
+    raise NonFiniteLossError(f"{measure} gains are not finite: a lookahead step diverged "
+                             "(lower the learning rate)")
+  means = _means(sums, counts)
   settings = dict(settings, form=_FORMS[measure]) if measure in _FORMS else settings
   return Gains(tuple(tasks), measure, means, counts, settings)
 
