@@ -1,0 +1,249 @@
+"""What a group's network costs, measured by XLA rather than typed in.
+
+A group G is served by the benchmark's trunk plus the heads of G: the TaskSet's
+model with ``num_tasks = |G|``. Its cost comes from the compiled forward pass
+at a stated batch size (``jax.jit(...).lower(...).compile()``):
+
+- ``flops``: XLA's cost analysis of the forward pass (floating-point operations
+  for one batch);
+- ``memory``: bytes the compiled forward pass holds at once: its arguments (the
+  parameters and the input batch), its outputs and its temporaries, from XLA's
+  memory analysis;
+- ``params``: the number of parameters (counted from the parameter shapes);
+- ``uniform``: 1 per network (a budget then counts networks).
+
+With identical heads (:class:`tgroup.models.MultiTaskModel`) the network of G
+depends on G only through its size, so a cost table compiles one forward pass
+per group size, not per group.
+
+A half-size network (Standley et al.'s cheaper single-task networks) halves the
+trunk's width (``widths`` of :class:`tgroup.models.MLPTrunk`, or a ``width``
+field such as the CelebA encoder's); its cost is measured the same way.
+
+Costs can also come from a JSON file (:func:`costs_from_json`): per-task costs
+(a network costs ``base`` plus the sum over its tasks) and/or explicit
+per-group costs, which win.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tgroup.errors import UserError
+from tgroup.tasks import TaskSet
+
+COST_MODELS = ("flops", "memory", "params", "uniform")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkCost:
+  """The measured figures of one network (a trunk and ``num_heads`` heads).
+
+  Attributes:
+    num_heads: heads on the trunk.
+    half_size: the trunk is the half-width one.
+    batch_size: batch of the measured forward pass.
+    flops: XLA's floating-point operation count of one forward pass.
+    bytes_accessed: XLA's estimate of bytes read and written by it.
+    memory_bytes: arguments + outputs + temporaries of the compiled pass.
+    params: number of parameters.
+    param_bytes: bytes of the parameters.
+  """
+  num_heads: int
+  half_size: bool
+  batch_size: int
+  flops: float
+  bytes_accessed: float
+  memory_bytes: int
+  params: int
+  param_bytes: int
+
+  def value(self, cost_model: str) -> float:
+    """The figure a budget counts under ``cost_model`` (one of :data:`COST_MODELS`)."""
+    check_cost_model(cost_model)
+    return {"flops": self.flops, "memory": float(self.memory_bytes),
+            "params": float(self.params), "uniform": 1.0}[cost_model]
+
+
+def check_cost_model(cost_model: str) -> str:
+  if cost_model not in COST_MODELS:
+    raise UserError(f"unknown cost model {cost_model!r}; valid: {', '.join(COST_MODELS)}")
+  return cost_model
+
+
+def network_model(taskset: TaskSet, num_heads: int, *, half_size: bool = False):
+  """The TaskSet's model with ``num_heads`` heads (and a half-width trunk if asked).
+
+  Raises:
+    UserError: the model has no ``num_heads`` field to set (not a
+      :class:`tgroup.models.MultiTaskModel`-like model), or ``half_size`` is asked
+      of a trunk without a width to halve.
+  """
+  model = taskset.model
+  if not hasattr(model, "num_tasks"):
+    raise UserError(f"cannot build a network with {num_heads} heads from {type(model).__name__}"
+                    " (no num_tasks field); give network costs in a JSON file instead")
+  if num_heads < 1:
+    raise UserError(f"a network needs at least one head, got {num_heads}")
+  model = model.clone(num_tasks=num_heads)
+  if half_size:
+    model = model.clone(trunk=half_width(model.trunk))
+  return model
+
+
+def half_width(trunk):
+  """``trunk`` with every width halved (rounded up), for half-size networks.
+
+  Examples:
+    >>> from tgroup.models import MLPTrunk
+    >>> half_width(MLPTrunk((16, 9))).widths
+    (8, 5)
+  """
+  if hasattr(trunk, "widths"):
+    return trunk.clone(widths=tuple(math.ceil(w / 2) for w in trunk.widths))
+  if hasattr(trunk, "width"):
+    return trunk.clone(width=math.ceil(trunk.width / 2))
+  raise UserError(f"cannot halve {type(trunk).__name__}: it has no 'widths' or 'width' "
+                  "field; give the half-size networks' costs in a JSON file instead")
+
+
+def measure_network(taskset: TaskSet, num_heads: int, *, batch_size: int = 256,
+                    half_size: bool = False) -> NetworkCost:
+  """Compiles the forward pass of a ``num_heads``-head network and reads its costs.
+
+  Nothing is run and no parameters are materialised: the parameters are
+  abstract shapes (``jax.eval_shape``), the pass is lowered and compiled only.
+
+  Examples:
+    >>> from tgroup.benchmarks.synthetic import synthetic
+    >>> ts = synthetic(2, 2, num_train=64, num_val=8, num_test=8)
+    >>> one, two = (measure_network(ts, k, batch_size=32) for k in (1, 2))
+    >>> two.params - one.params  # one more 16 -> 1 linear head
+    17
+    >>> 0 < one.flops < two.flops
+    True
+  """
+  if batch_size < 1:
+    raise UserError(f"batch_size must be >= 1, got {batch_size}")
+  model = network_model(taskset, num_heads, half_size=half_size)
+  sample = np.asarray(next(taskset.train.eval_batches(1)).inputs)
+  x = jax.ShapeDtypeStruct((batch_size, *sample.shape[1:]), jnp.asarray(sample).dtype)
+  variables = jax.eval_shape(model.init, jax.random.key(0), x)
+  leaves = jax.tree.leaves(variables["params"])
+  compiled = jax.jit(model.apply).lower(variables, x).compile()
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older JAX: one dict per computation
+    analysis = analysis[0] if analysis else {}
+  memory = compiled.memory_analysis()
+  held = (memory.argument_size_in_bytes + memory.output_size_in_bytes
+          + memory.temp_size_in_bytes - memory.alias_size_in_bytes)
+  return NetworkCost(
+      num_heads=num_heads, half_size=half_size, batch_size=batch_size,
+      flops=float(analysis.get("flops", 0.0)),
+      bytes_accessed=float(analysis.get("bytes accessed", 0.0)),
+      memory_bytes=int(held),
+      params=int(sum(math.prod(l.shape) for l in leaves)),
+      param_bytes=int(sum(math.prod(l.shape) * l.dtype.itemsize for l in leaves)))
+
+
+def measured_costs(taskset: TaskSet, groups: Sequence[Sequence[int]], cost_model: str, *,
+                   batch_size: int = 256, half_size: Sequence[bool] | None = None
+                   ) -> np.ndarray:
+  """The cost of each group's network under ``cost_model``, one compile per distinct size.
+
+  Args:
+    taskset: the problem (its model decides the networks).
+    groups: task-index groups, one network each.
+    cost_model: one of :data:`COST_MODELS`.
+    batch_size: batch of the measured forward pass.
+    half_size: per group, whether its network is the half-size one.
+
+  Examples:
+    >>> from tgroup.benchmarks.synthetic import synthetic
+    >>> ts = synthetic(2, 2, num_train=64, num_val=8, num_test=8)
+    >>> measured_costs(ts, [(0,), (0, 1), (2, 3), (0, 1, 2, 3)], "params").tolist()  # 544 + 17k
+    [561.0, 578.0, 578.0, 612.0]
+  """
+  check_cost_model(cost_model)
+  half_size = [False] * len(groups) if half_size is None else list(half_size)
+  if len(half_size) != len(groups):
+    raise ValueError(f"{len(half_size)} half_size flags for {len(groups)} groups")
+  if cost_model == "uniform":
+    return np.ones(len(groups))
+  cache: dict[tuple[int, bool], NetworkCost] = {}
+  out = []
+  for group, half in zip(groups, half_size):
+    key = (len(group), bool(half))
+    if key not in cache:
+      cache[key] = measure_network(taskset, key[0], batch_size=batch_size, half_size=key[1])
+    out.append(cache[key].value(cost_model))
+  return np.asarray(out, float)
+
+
+def costs_from_json(path: str, tasks: Sequence[str],
+                    groups: Sequence[Sequence[int]]) -> np.ndarray:
+  """Network costs a user wrote down, for the given task-index groups.
+
+  The file holds ``{"base": b, "per_task": {task: c, ...}}`` (a network costs
+  ``b`` plus the sum of its tasks' costs; ``base`` defaults to 0) and/or
+  ``{"groups": [{"tasks": [names], "cost": c}, ...]}``, whose entries win for
+  exactly those groups. Every group must get a cost one way or the other.
+
+  Raises:
+    UserError: unreadable or malformed file (named, with the line for JSON
+      syntax errors), unknown tasks, negative or non-finite costs, or a group
+      left without a cost.
+  """
+  try:
+    with open(path) as f:
+      spec = json.load(f)
+  except OSError as e:
+    raise UserError(f"cannot read costs file {path}: {e.strerror}") from None
+  except json.JSONDecodeError as e:
+    raise UserError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+  if not isinstance(spec, dict) or not ({"per_task", "groups"} & set(spec)):
+    raise UserError(f"{path}: expected an object with 'per_task' and/or 'groups'")
+  tasks = list(tasks)
+
+  def index(name):
+    if name not in tasks:
+      raise UserError(f"{path}: unknown task {name!r}; valid tasks: {tasks}")
+    return tasks.index(name)
+
+  def cost(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and value >= 0):
+      raise UserError(f"{path}: the cost of {what} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+  base = cost(spec.get("base", 0.0), "base")
+  per_task = {index(t): cost(c, t) for t, c in _mapping(spec.get("per_task", {}), path).items()}
+  explicit = {}
+  for entry in spec.get("groups", []):
+    if not isinstance(entry, dict) or "tasks" not in entry or "cost" not in entry:
+      raise UserError(f"{path}: every 'groups' entry needs 'tasks' and 'cost', got {entry!r}")
+    explicit[frozenset(index(t) for t in entry["tasks"])] = cost(entry["cost"], entry["tasks"])
+  out = []
+  for group in groups:
+    key = frozenset(group)
+    if key in explicit:
+      out.append(explicit[key])
+    elif all(t in per_task for t in group):
+      out.append(base + sum(per_task[t] for t in group))
+    else:
+      names = [tasks[t] for t in group]
+      raise UserError(f"{path} gives no cost for the network {names} (add its tasks to "
+                      "'per_task' or the group to 'groups')")
+  return np.asarray(out, float)
+
+
+def _mapping(value, path) -> Mapping:
+  if not isinstance(value, dict):
+    raise UserError(f"{path}: 'per_task' must map task names to costs")
+  return value
