@@ -55,6 +55,10 @@ class Grouping:
     objective_name: "principled", "marginal", "tag" or "hoa".
     constraints: the constraints as :meth:`Constraints.to_json` gives them.
     overlap: False for a partition, True for a cover.
+    network_costs: with a :class:`~tgroup.grouping.budget.Budget`, each group's
+      network cost (aligned with `groups`); None otherwise.
+    half_size: with a budget, whether each group's network is a half-size one.
+    budget: the budget's settings (:meth:`Budget.to_json`), or None.
 
   Examples:
     >>> g = Grouping(tasks=("a", "b"), groups=(("a", "b"),),
@@ -75,10 +79,22 @@ class Grouping:
   objective_name: str
   constraints: dict[str, Any]
   overlap: bool = False
+  network_costs: tuple[float, ...] | None = None
+  half_size: tuple[bool, ...] | None = None
+  budget: dict[str, Any] | None = None
+
+  @property
+  def total_cost(self) -> float | None:
+    """The chosen networks' summed cost, with a budget; None otherwise."""
+    return None if self.network_costs is None else float(sum(self.network_costs))
 
   def to_json(self) -> dict[str, Any]:
     """groups.json's contract (DESIGN §6) plus this result's extra keys."""
-    return {
+    extra = {} if self.network_costs is None else {
+        "network_costs": [float(c) for c in self.network_costs],
+        "half_size": [bool(h) for h in self.half_size],
+        "total_cost": self.total_cost, "budget": dict(self.budget or {})}
+    return {**{
         "tasks": list(self.tasks),
         "groups": [list(g) for g in self.groups],
         "objective": float(self.objective),
@@ -88,7 +104,7 @@ class Grouping:
         "candidates": self.candidates,
         "assignment": dict(self.assignment),
         "overlap": bool(self.overlap),
-    }
+    }, **extra}
 
   @classmethod
   def from_json(cls, data: dict[str, Any]) -> Grouping:
@@ -117,4 +133,9 @@ class Grouping:
                candidates=data.get("candidates", "all"),
                objective_name=data.get("objective_name", "unknown"),
                constraints=constraints, overlap=bool(data.get("overlap",
-                                                              False)))
+                                                              False)),
+               network_costs=(None if data.get("network_costs") is None
+                              else tuple(float(c) for c in data["network_costs"])),
+               half_size=(None if data.get("half_size") is None
+                          else tuple(bool(h) for h in data["half_size"])),
+               budget=data.get("budget"))

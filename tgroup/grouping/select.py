@@ -113,11 +113,16 @@ def try_select_candidates(
     candidates: Sequence[frozenset[int]], task_scores: np.ndarray,
     overlap: bool, num_groups: int | None = None, max_groups: int | None = None,
     costs: Sequence[float] | None = None, budget: float | None = None,
-    time_limit_s: float | None = None) -> Selection | None:
+    time_limit_s: float | None = None, minimise_cost: bool = False) -> Selection | None:
   """Like :func:`select_candidates`, but returns None when infeasible.
 
   The infeasibility diagnosis of callers (which relax constraints one at a
   time) needs the bare answer, not an exception with an explanation.
+
+  With ``minimise_cost`` the scores are ignored and the chosen candidates' total
+  cost is minimised instead (``budget`` may then be None): the cheapest
+  selection that satisfies the other constraints, where a budget sweep starts.
+  The returned objective is still the scores' sum of that selection.
 
   Examples:
     >>> print(try_select_candidates([frozenset({0, 1})], [[1.0, 1.0]], False,
@@ -127,14 +132,16 @@ def try_select_candidates(
   member = _members(candidates, task_scores)
   scores = np.where(member, np.asarray(task_scores, dtype=np.float64), 0.0)
   n, m = member.shape
-  if (costs is None) != (budget is None):
+  if minimise_cost and costs is None:
+    raise UserError("minimise_cost needs costs")
+  if (costs is None) != (budget is None) and not minimise_cost:
     raise UserError("costs and budget go together: give both or neither")
   if costs is not None:
     costs = np.asarray(costs, dtype=np.float64)
     if costs.shape != (n,) or not np.isfinite(costs).all():
       raise UserError(f"costs must be {n} finite numbers, one per candidate")
-    if not isinstance(budget, (int, float, np.number)) or not math.isfinite(
-        float(budget)):
+    if budget is not None and (not isinstance(budget, (int, float, np.number))
+                               or not math.isfinite(float(budget))):
       raise UserError(f"budget must be a finite number, got {budget!r}")
   if time_limit_s is not None and not time_limit_s > 0:
     raise UserError(f"time_limit_s must be positive, got {time_limit_s}")
@@ -174,9 +181,11 @@ def try_select_candidates(
     model += mip.xsum(x) == int(num_groups)
   if max_groups is not None:
     model += mip.xsum(x) <= int(max_groups)
-  if costs is not None:
+  if costs is not None and budget is not None:
     model += mip.xsum(float(k) * x[c] for c, k in enumerate(costs)) <= float(
         budget)
+  if minimise_cost:
+    model.objective = -mip.xsum(float(k) * x[c] for c, k in enumerate(costs))
 
   status = _optimize(model, time_limit_s)
   if status in (mip.OptimizationStatus.INFEASIBLE,

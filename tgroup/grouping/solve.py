@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from tgroup.errors import InfeasibleError, UserError
+from tgroup.grouping.budget import Budget
 from tgroup.grouping.candidates import build_candidates
 from tgroup.grouping.constraints import Constraints
 from tgroup.grouping.infeasible import explain_infeasible
@@ -52,27 +53,58 @@ def _obvious_contradictions(tasks, objective, constraints, overlap) -> None:
           "groups, which objective 'tag' cannot score")
 
 
+class _Candidates:
+  """The candidate networks of one solve: task sets, scores, half-size flags, costs."""
+
+  def __init__(self, tasks, gains, objective, constraints, max_candidates, seed,
+               budget: Budget | None, zero_scores: bool):
+    membership, self.kind = build_candidates(tasks, gains, objective, constraints,
+                                             max_candidates, seed)
+    if zero_scores:
+      # Feasibility checks: the objective is irrelevant, zeros solve fastest.
+      scores = np.where(membership, 0.0, np.nan)
+    else:
+      scores = task_scores(membership, gains, objective)
+    half = np.zeros(len(membership), bool)
+    if budget is not None and budget.allow_half_size:
+      # Every singleton again, as a half-size network with the same score.
+      single = membership.sum(axis=1) == 1
+      membership = np.concatenate([membership, membership[single]])
+      scores = np.concatenate([scores, scores[single]])
+      half = np.concatenate([half, np.ones(int(single.sum()), bool)])
+    self.sets = [frozenset(np.flatnonzero(row).tolist()) for row in membership]
+    self.scores, self.half, self.costs = scores, half, None
+    if budget is not None:
+      self.costs = budget.costs([sorted(c) for c in self.sets], half)
+      if budget.max_network_cost is not None:
+        keep = self.costs <= budget.max_network_cost
+        self.sets = [c for c, k in zip(self.sets, keep) if k]
+        self.scores, self.half, self.costs = scores[keep], half[keep], self.costs[keep]
+
+  def select(self, constraints, overlap, budget: Budget | None, time_limit_s,
+             minimise_cost=False):
+    if not self.sets:
+      return None
+    total = None if budget is None else budget.total
+    return try_select_candidates(
+        self.sets, self.scores, overlap, num_groups=constraints.num_groups,
+        max_groups=constraints.max_groups,
+        costs=self.costs if (total is not None or minimise_cost) else None,
+        budget=total, time_limit_s=time_limit_s, minimise_cost=minimise_cost)
+
+
 def _selection(tasks, gains, objective, constraints, overlap, max_candidates,
-               seed, time_limit_s, zero_scores=False):
-  membership, kind = build_candidates(tasks, gains, objective, constraints,
-                                      max_candidates, seed)
-  if zero_scores:
-    # Feasibility checks: the objective is irrelevant, zeros solve fastest.
-    scores = np.where(membership, 0.0, np.nan)
-  else:
-    scores = task_scores(membership, gains, objective)
-  candidates = [frozenset(np.flatnonzero(row).tolist()) for row in membership]
-  found = try_select_candidates(
-      candidates, scores, overlap, num_groups=constraints.num_groups,
-      max_groups=constraints.max_groups, time_limit_s=time_limit_s)
-  return found, candidates, kind
+               seed, time_limit_s, zero_scores=False, budget=None):
+  cands = _Candidates(tasks, gains, objective, constraints, max_candidates, seed, budget,
+                      zero_scores)
+  return cands.select(constraints, overlap, budget, time_limit_s), cands
 
 
 def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
                    constraints: Constraints = Constraints(),
                    overlap: bool = False, max_candidates: int = 2**16,
                    time_limit_s: float | None = None,
-                   seed: int = 0) -> Grouping:
+                   seed: int = 0, budget: Budget | None = None) -> Grouping:
   """The best grouping of tasks under constraints, as a linear MIP.
 
   Every allowed group is a candidate when there are at most `max_candidates`
@@ -93,6 +125,10 @@ def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
     max_candidates: the most candidate groups to enumerate exhaustively.
     time_limit_s: CBC's wall-clock limit; None for none.
     seed: seeds the random part of column generation.
+    budget: network costs and limits on them (see
+      :class:`~tgroup.grouping.budget.Budget`): a total over the chosen
+      networks, a cap per network, half-size single-task networks as extra
+      candidates. The result then reports each network's cost.
 
   Returns:
     A :class:`Grouping`.
@@ -128,43 +164,62 @@ def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
     raise UserError(f"max_candidates must be a positive integer, got "
                     f"{max_candidates!r}")
   _obvious_contradictions(tasks, objective, constraints, overlap)
+  if budget is not None and not isinstance(budget, Budget):
+    raise UserError(f"budget must be a Budget, got {type(budget).__name__}")
+  if budget is not None and budget.allow_half_size and objective == "tag":
+    raise UserError("half-size networks serve single tasks, which objective 'tag' "
+                    "cannot score")
 
-  found, candidates, kind = _selection(tasks, g, objective, constraints,
-                                       overlap, max_candidates, seed,
-                                       time_limit_s)
+  found, cands = _selection(tasks, g, objective, constraints, overlap, max_candidates,
+                            seed, time_limit_s, budget=budget)
   if found is None:
     raise InfeasibleError(_diagnose(tasks, g, objective, constraints, overlap,
-                                    max_candidates, seed, kind))
+                                    max_candidates, seed, cands.kind, budget))
+  return _grouping(tasks, objective, constraints, overlap, budget, found, cands)
 
-  chosen_groups = [[tasks[t] for t in sorted(candidates[c])]
-                   for c in found.chosen]
+
+def _grouping(tasks, objective, constraints, overlap, budget, found, cands) -> Grouping:
+  """The Grouping of a selection among ``cands``."""
+  chosen_groups = [[tasks[t] for t in sorted(cands.sets[c])] for c in found.chosen]
   groups, position = canonical_groups(tasks, chosen_groups)
   slot = {c: position[k] for k, c in enumerate(found.chosen)}
+  by_slot = sorted(found.chosen, key=lambda c: slot[c])
   return Grouping(
       tasks=tasks, groups=groups,
       assignment={tasks[t]: slot[c] for t, c in found.assignment.items()},
-      objective=found.objective, status=found.status, candidates=kind,
+      objective=found.objective, status=found.status, candidates=cands.kind,
       objective_name=objective, constraints=constraints.to_json(),
-      overlap=bool(overlap))
+      overlap=bool(overlap),
+      network_costs=(None if budget is None
+                     else tuple(float(cands.costs[c]) for c in by_slot)),
+      half_size=None if budget is None else tuple(bool(cands.half[c]) for c in by_slot),
+      budget=None if budget is None else budget.to_json())
 
 
 def _diagnose(tasks, gains, objective, constraints, overlap, max_candidates,
-              seed, kind) -> str:
-  """Explains infeasibility by relaxing one constraint at a time."""
+              seed, kind, budget=None) -> str:
+  """Explains infeasibility by relaxing one constraint (or budget limit) at a time."""
 
-  def feasible(c, obj=objective):
-    found, _, _ = _selection(tasks, gains, obj, c, overlap, max_candidates,
-                             seed, None, zero_scores=True)
+  def feasible(c, obj=objective, b=budget):
+    found, _ = _selection(tasks, gains, obj, c, overlap, max_candidates,
+                          seed, None, zero_scores=True, budget=b)
     return found is not None
 
   active = [(name, constraints.describe(name))
             for name in constraints.active()]
+  limits = budget.active() if budget is not None else ()
+  active += [(name, budget.describe(name)) for name in limits]
   note = ""
   if objective == "tag" and feasible(constraints, obj="marginal"):
     note = " when objective 'tag' allows no singleton groups"
   if kind == "generated":
     note += (" among the generated candidates (raise max_candidates for an "
              "exhaustive search)")
-  return explain_infeasible(
-      active, lambda name: feasible(constraints.relaxed(name)),
-      f"cannot hold {len(tasks)} tasks", note=note)
+
+  def feasible_without(name):
+    if name in limits:
+      return feasible(constraints, b=budget.relaxed(name))
+    return feasible(constraints.relaxed(name))
+
+  return explain_infeasible(active, feasible_without,
+                            f"cannot hold {len(tasks)} tasks", note=note)

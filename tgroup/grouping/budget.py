@@ -1,0 +1,96 @@
+"""Resource limits on the chosen networks: a total budget, per-network caps, half-size networks.
+
+A user deploying several networks has a memory, compute or latency budget, not
+a number of groups. :class:`Budget` carries what the MIP needs to respect one:
+the cost of any group's network (a callable, so costs can be measured by XLA,
+see :mod:`tgroup.costs`, or read from a file), the total the chosen networks may
+cost, a cap on any single network, and whether half-size single-task networks
+(Standley et al.) may be chosen. Pure Python: no JAX here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tgroup.errors import UserError
+
+# Limit name (as the flags spell it) -> Budget field.
+_LIMITS = {"budget": "total", "max_network_cost": "max_network_cost"}
+
+# (task indices of the group, sorted; half_size) -> the network's cost.
+CostFn = Callable[[tuple[int, ...], bool], float]
+
+
+def _limit(name: str, value) -> float | None:
+  if value is None:
+    return None
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+      math.isfinite(float(value)) and value >= 0):
+    raise UserError(f"{name} must be a finite number >= 0, got {value!r}")
+  return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """Costs of networks and the limits on them.
+
+  Attributes:
+    cost: ``cost(group, half_size) -> float``, the cost of the network serving
+      the sorted task-index tuple ``group`` (half-size asked only of singletons).
+    total: the chosen networks' costs sum to at most this; None: no total.
+    max_network_cost: every chosen network costs at most this; None: no cap.
+    allow_half_size: singletons may also be served by a half-size network
+      (scored like the full one: gains say nothing about width, so a half-size
+      network is only ever chosen to save cost).
+    cost_model: what the costs count, for messages and reports (e.g. "flops").
+
+  Examples:
+    >>> b = Budget(cost=lambda g, half: len(g) + (0.5 if half else 1.0), total=3.0)
+    >>> b.costs([(0,), (0, 1)], [True, False]).tolist()
+    [1.5, 3.0]
+    >>> b.active(), b.describe("budget")
+    (('budget',), 'budget=3 (cost)')
+  """
+  cost: CostFn
+  total: float | None = None
+  max_network_cost: float | None = None
+  allow_half_size: bool = False
+  cost_model: str = "cost"
+
+  def __post_init__(self):
+    if not callable(self.cost):
+      raise UserError("Budget.cost must be a callable (group, half_size) -> cost")
+    object.__setattr__(self, "total", _limit("budget", self.total))
+    object.__setattr__(self, "max_network_cost",
+                       _limit("max_network_cost", self.max_network_cost))
+
+  def costs(self, groups: Sequence[Sequence[int]], half_size: Sequence[bool]) -> np.ndarray:
+    """The cost of each group's network, checked finite and non-negative."""
+    out = np.array([float(self.cost(tuple(sorted(int(t) for t in g)), bool(h)))
+                    for g, h in zip(groups, half_size)], dtype=np.float64)
+    bad = ~(np.isfinite(out) & (out >= 0))
+    if bad.any():
+      k = int(np.flatnonzero(bad)[0])
+      raise UserError(f"the cost of network {sorted(groups[k])} is {out[k]}; costs must be "
+                      "finite and >= 0")
+    return out
+
+  def active(self) -> tuple[str, ...]:
+    """The limits in force, by their flag names (``budget``, ``max_network_cost``)."""
+    return tuple(name for name, field in _LIMITS.items() if getattr(self, field) is not None)
+
+  def relaxed(self, name: str) -> Budget:
+    """This budget without the named limit."""
+    if name not in _LIMITS:
+      raise ValueError(f"unknown budget limit {name!r}")
+    return dataclasses.replace(self, **{_LIMITS[name]: None})
+
+  def describe(self, name: str) -> str:
+    return f"{name}={getattr(self, _LIMITS[name]):g} ({self.cost_model})"
+
+  def to_json(self) -> dict:
+    return {"budget": self.total, "max_network_cost": self.max_network_cost,
+            "allow_half_size": self.allow_half_size, "cost_model": self.cost_model}
