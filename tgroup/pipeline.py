@@ -5,6 +5,9 @@ Launchers only turn flags into a TaskSet and a :class:`PipelineConfig` and call
 
 Files written into ``workdir`` (atomically):
   gains.json, gains_<measure>.json   the gains of the first / every gain method
+  gains_history.json                 every collected measure's running means at ~20 steps,
+                                     their rank correlation with the final gains and the
+                                     step from which it stays >= 0.9 ("stable_step")
   landscape.json                     the landscape method's graph, embeddings and groups
   groups.json, groups_<method>.json  the grouping of the first / every grouping method
   networks/<identity>/*.json         every trained network's results, as it finishes
@@ -13,10 +16,12 @@ Files written into ``workdir`` (atomically):
   oracle/table.json                  the oracle's measured table (with ``oracle``)
   report.json                        every method's groups, results and regret
   gains.png, results.png             heatmap with groups outlined; per-task bars
+  gains_over_time.png                how early the first gain measure's ranking settles
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from typing import Any, Sequence
@@ -34,6 +39,7 @@ from tgroup import plots
 from tgroup import report as report_lib
 from tgroup.errors import InfeasibleError, UserError
 from tgroup.gains import CollectConfig, Gains, run_collection
+from tgroup.gains import history as history_lib
 from tgroup.gains.collect import clear_checkpoint
 from tgroup.grouping import Constraints, Grouping, hoa_gains, solve_grouping, solve_measured
 from tgroup.netcache import MemoryCache, NetworkCache
@@ -194,7 +200,8 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
   gain_methods = [x for x in config.methods if x in methods_lib.GAIN_METHODS]
   gains, collect_seconds = ({}, 0.0)
   if gain_methods:
-    gains, collect_seconds = _collect_or_reuse(taskset, config, workdir)
+    gains, collect_seconds, histories = _collect_or_reuse(taskset, config, workdir)
+    _plot_history(taskset, config, workdir, histories)
   seconds = {x: {"collect": collect_seconds, "group": 0.0} for x in gain_methods}
   groupings: dict[str, Grouping] = {}
   for method in gain_methods:
@@ -439,15 +446,18 @@ def _settings(taskset: TaskSet, config: PipelineConfig) -> dict:
 
 
 def _collect_or_reuse(taskset: TaskSet, config: PipelineConfig, workdir: str
-                      ) -> tuple[dict[str, Gains], float]:
+                      ) -> tuple[dict[str, Gains], float, dict[str, history_lib.GainsHistory]]:
   """Reuses ``gains_<measure>.json`` written by an identical earlier run.
 
   Otherwise collects, resuming the checkpoint an interrupted identical run left
-  (with a run key: without one nothing is reused).
+  (with a run key: without one nothing is reused). Returns the gains, the
+  collection seconds and the gains histories (empty when reused gains have no
+  history of the same run, e.g. written before histories existed).
   """
   cc = config.collect_config()
   key = {"run_key": config.run_key, "collect": cc.settings(taskset)}
   paths = {x: os.path.join(workdir, f"gains_{x}.json") for x in cc.measures}
+  history_path = os.path.join(workdir, HISTORY_FILE)
   # One directory per run key and settings: a rerun with other settings never meets
   # this run's checkpoint, and coming back to these settings resumes it.
   checkpoint_dir = (os.path.join(workdir, "checkpoints", "collect", checkpoint.digest(key))
@@ -457,13 +467,47 @@ def _collect_or_reuse(taskset: TaskSet, config: PipelineConfig, workdir: str
     if all(g.settings.get("key") == key for g in saved.values()):
       logging.info("reusing gains saved in %s", workdir)
       clear_checkpoint(checkpoint_dir, workdir)  # left by a run killed after saving its gains
-      return saved, float(next(iter(saved.values())).settings.get("seconds", 0.0))
+      return (saved, float(next(iter(saved.values())).settings.get("seconds", 0.0)),
+              _saved_histories(history_path, key))
   start = time.perf_counter()
-  gains, _ = run_collection(taskset, cc, checkpoint_dir=checkpoint_dir, identity=key)
+  gains, _, histories = run_collection(taskset, cc, checkpoint_dir=checkpoint_dir,
+                                       identity=key, return_history=True)
   seconds = time.perf_counter() - start
+  # Before the gains files: gains a rerun reuses always come with their history.
+  history_lib.save_histories(history_path, list(histories.values()), key=key)
   for x, g in gains.items():
     gains[x] = dataclasses.replace(g, settings=dict(g.settings, key=key))
     gains[x].save(paths[x])
   if checkpoint_dir is not None:
     clear_checkpoint(checkpoint_dir, workdir)  # the gains files are the resume point now
-  return gains, seconds
+  return gains, seconds, histories
+
+
+HISTORY_FILE = "gains_history.json"
+
+
+def _saved_histories(path: str, key: dict) -> dict[str, history_lib.GainsHistory]:
+  """The histories in ``path`` if the run with this collection key wrote them, else {}."""
+  if not os.path.exists(path):
+    return {}
+  try:
+    histories, rest = history_lib.load_histories(path)
+  except UserError as e:  # only a figure depends on it: not worth failing the run
+    logging.warning("ignoring the gains history: %s", e)
+    return {}
+  return histories if rest.get("key") == json.loads(json.dumps(key)) else {}
+
+
+def _plot_history(taskset: TaskSet, config: PipelineConfig, workdir: str,
+                  histories: dict[str, history_lib.GainsHistory]) -> None:
+  """gains_over_time.png for the first gain measure, when its history is known."""
+  measure = config.collect_config().measures[0]
+  if measure not in histories:
+    logging.info("no gains history of this run in %s: gains_over_time.png not written", workdir)
+    return
+  h = histories[measure]
+  stable = h.stable_step()
+  settled = ("" if stable is None else f" (ρ ≥ {history_lib.STABLE_CORRELATION:g} from step "
+             f"{stable} of {int(h.steps[-1])})")
+  plots.gains_over_time(h, os.path.join(workdir, "gains_over_time.png"), close=True,
+                        title=f"{taskset.name}: {measure} gains over training steps{settled}")

@@ -244,19 +244,19 @@ def _check_state_finite(taskset: TaskSet, state: train.TrainState,
   """Raises :class:`NonFiniteLossError` if anything a checkpoint would hold is not finite.
 
   The training losses of ``step`` were computed before its update, so the
-  parameters that update produced can be non-finite while they were finite: then
-  the losses of the new parameters on the same batch name the task.
+  parameters that update produced can be non-finite while those losses were
+  finite: then the losses of the new parameters on the same batch name the task.
   """
   sums = {name: acc.sums for name, acc in cstate.measures.items()}
   if bool(_all_finite((state.params, state.opt_state, sums))):
     return
+  losses = jax.jit(taskset.task_losses)(state.params, batch)
+  train.check_finite(taskset, np.asarray(losses), np.ones(taskset.num_tasks), step,
+                     context="collection run")
   for name, acc in sums.items():
     if not np.isfinite(np.asarray(acc)).all():
       raise NonFiniteLossError(f"{name} gains are not finite by step {step}: a lookahead step "
                                "diverged (lower the learning rate)")
-  losses = jax.jit(taskset.task_losses)(state.params, batch)
-  all_tasks = np.ones(taskset.num_tasks)
-  train.check_finite(taskset, np.asarray(losses), all_tasks, step, context="collection run")
   raise NonFiniteLossError(f"the collection run's parameters or optimizer state are not finite "
                            f"by step {step} (its losses still are); lower the learning rate")
 
