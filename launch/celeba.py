@@ -36,6 +36,7 @@ networks; --tasks with fewer attributes shortens it.
 
 All 40 attributes: --tasks=all (the oracle is out of reach there: 2^40 − 1 networks).
 """
+import math
 import os
 
 from absl import flags
@@ -86,7 +87,11 @@ def main(argv):
   tasks = celeba.ATTRIBUTES if _TASKS.value == ["all"] else celeba.check_tasks(_TASKS.value)
   if _WORKERS.value < 1:
     raise UserError(f"--workers must be >= 1, got {_WORKERS.value}")
-  workdir = common.workdir()
+  for name, value in (("epochs", _EPOCHS.value), ("learning_rate", _LEARNING_RATE.value)):
+    if not 0 < value < math.inf:  # a NaN fails this too
+      raise UserError(f"--{name} must be a finite number > 0, got {value}")
+  workdir = cli.check_workdir(common.workdir())
+  cli.check_seed(common.seed())
   taskset = celeba.celeba(tasks, data_dir=data_dir, max_examples=_MAX_EXAMPLES.value,
                           width=_WIDTH.value, blocks=_BLOCKS.value, norm=_NORM.value,
                           learning_rate=_LEARNING_RATE.value, batch_size=_BATCH_SIZE.value,

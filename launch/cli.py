@@ -12,6 +12,7 @@ import json
 import logging as std_logging
 import os
 import sys
+import tempfile
 from typing import Callable
 
 from absl import app
@@ -61,6 +62,54 @@ def _parse_flags(argv):
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(f"{e} (see --helpshort)")
+
+
+def check_workdir(path: str) -> str:
+  """``path`` if a run can write its results there, else a one-line UserError.
+
+  Checked before any training, so that a run does not spend its time and then
+  fail to save: the directory may exist (earlier results stay until replaced)
+  or be creatable, i.e. its nearest existing ancestor is a writable directory.
+  Nothing is created here.
+
+  Examples:
+    >>> import tempfile
+    >>> a_file = tempfile.mkstemp()[1]
+    >>> check_workdir(a_file)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    tgroup.errors.UserError: --workdir=... is a file, not a directory
+    >>> check_workdir(os.path.join(a_file, "run"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    tgroup.errors.UserError: --workdir=.../run cannot be created: ... is a file, not a directory
+  """
+  full = os.path.abspath(os.path.expanduser(path))
+  if os.path.exists(full) and not os.path.isdir(full):
+    raise UserError(f"--workdir={path} is a file, not a directory")
+  existing = full
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise UserError(f"--workdir={path} cannot be created: {existing} is a file, "
+                    "not a directory")
+  # Writing is the only reliable test: os.access says yes to root on a
+  # read-only mount or a pseudo file system.
+  try:
+    fd, probe = tempfile.mkstemp(dir=existing, prefix=".tgroup-write-test-")
+  except OSError as e:
+    what = "is" if existing == full else f"cannot be created: {existing} is"
+    raise UserError(f"--workdir={path} {what} not writable ({e.strerror or e})") from None
+  os.close(fd)
+  os.unlink(probe)
+  return path
+
+
+def check_seed(seed: int) -> int:
+  """``seed`` if NumPy and JAX accept it (>= 0), else a one-line UserError."""
+  if seed < 0:
+    raise UserError(f"--seed must be >= 0, got {seed}")
+  return seed
 
 
 def fail(message: str) -> None:

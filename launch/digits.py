@@ -62,6 +62,8 @@ for _module in common.flag_modules():
 
 def main(argv):
   del argv
+  workdir = cli.check_workdir(common.workdir())
+  cli.check_seed(common.seed())
   tasks = digits.check_tasks(t.strip() for t in _TASKS.value)
   if _TRAIN_STEPS.value < 1:
     raise UserError(f"--train_steps must be >= 1, got {_TRAIN_STEPS.value}")
@@ -73,7 +75,7 @@ def main(argv):
              "width": _WIDTH.value, "depth": _DEPTH.value, "seed": common.seed()}
   config = common.pipeline_config(min(_NUM_GROUPS_DEFAULT, len(tasks)), _TRAIN_STEPS.value,
                                   run_key)
-  pipeline.run_pipeline(taskset, config, common.workdir())
+  pipeline.run_pipeline(taskset, config, workdir)
 
 
 if __name__ == "__main__":

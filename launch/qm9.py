@@ -58,6 +58,8 @@ for _module in common.flag_modules():
 
 def main(argv):
   del argv
+  workdir = cli.check_workdir(common.workdir())
+  cli.check_seed(common.seed())
   tasks = qm9.check_tasks(t.strip() for t in _TASKS.value)
   if _TRAIN_STEPS.value < 1:
     raise UserError(f"--train_steps must be >= 1, got {_TRAIN_STEPS.value}")
@@ -75,7 +77,7 @@ def main(argv):
   # The learning-rate schedule spans the steps actually run (--max_steps included).
   taskset = qm9.qm9(_SUBSAMPLE.value, tasks, model=_MODEL.value,
                     atom_reference=_ATOM_REFERENCE.value, train_steps=steps)
-  pipeline.run_pipeline(taskset, config, common.workdir())
+  pipeline.run_pipeline(taskset, config, workdir)
 
 
 if __name__ == "__main__":

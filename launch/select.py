@@ -27,6 +27,7 @@ the table, for scripts.
 """
 from __future__ import annotations
 
+import math
 
 from absl import flags
 
@@ -80,8 +81,8 @@ def main(argv):
     raise UserError("--table is required: the loss table to select on")
   if _BUDGET.value is None:
     raise UserError("--budget is required: the most the chosen networks may cost")
-  if not _BUDGET.value > 0:
-    raise UserError(f"--budget must be > 0, got {_BUDGET.value:g}")
+  if not 0 < _BUDGET.value < math.inf:  # a NaN fails this too
+    raise UserError(f"--budget must be > 0 and finite, got {_BUDGET.value:g}")
   if _TIME_LIMIT_S.value is not None and not _TIME_LIMIT_S.value > 0:
     raise UserError(f"--time_limit_s must be > 0, got {_TIME_LIMIT_S.value:g}")
   table = tables.read_table(_TABLE.value)

@@ -41,13 +41,35 @@ def separation(gains: Gains, groups) -> float:
                    for j in cols))
 
 
+# What a row reads of each method; a missing one means the report is not a launcher's.
+_REPORT_KEYS = ("groups", "total_test_loss", "delta_m")
+
+
+def read_report(workdir: str) -> dict:
+  """``workdir``'s report.json, or a one-line UserError naming the file and line."""
+  report, where = io.read_json_located(os.path.join(workdir, "report.json"))
+  if not isinstance(report, dict) or not isinstance(report.get("methods"), dict):
+    raise UserError(f"{where(('methods',))}: not a launcher's report (no 'methods' object)")
+  for name, entry in report["methods"].items():
+    missing = [k for k in _REPORT_KEYS if not isinstance(entry, dict) or k not in entry]
+    if missing:
+      raise UserError(f"{where(('methods', name))}: method {name!r} lacks "
+                      f"{', '.join(missing)}; is the run finished?")
+  return report
+
+
+def _number(x, spec: str) -> str:
+  return "n/a" if x is None else format(x, spec)
+
+
 def row(workdir: str, method: str) -> str:
-  report = io.read_json(os.path.join(workdir, "report.json"))
+  report = read_report(workdir)
   methods = report["methods"]
   if method not in methods:
     raise UserError(f"{workdir}: method {method!r} not in report ({', '.join(methods)})")
   entry = methods[method]
-  total = lambda name: (f"{methods[name]['total_test_loss']:.4f}" if name in methods else "n/a")
+  total = lambda name: (_number(methods[name]["total_test_loss"], ".4f") if name in methods
+                        else "n/a")
   truth = report.get("ground_truth_groups")
   sep = match = "n/a"
   if truth is not None:
@@ -56,13 +78,13 @@ def row(workdir: str, method: str) -> str:
     if os.path.exists(gains_path):
       sep = f"{separation(Gains.load(gains_path), truth):+.4f}"
   groups = " ".join("{" + ",".join(g) + "}" for g in entry["groups"])
-  return (f"| {workdir} | {groups} | {match} | {entry['total_test_loss']:.4f} | {total('stl')} | "
-          f"{total('mtl_all')} | {entry['delta_m']:+.2f} | {sep} |")
+  return (f"| {workdir} | {groups} | {match} | {total(method)} | {total('stl')} | "
+          f"{total('mtl_all')} | {_number(entry['delta_m'], '+.2f')} | {sep} |")
 
 
 def regret_rows(workdirs: list[str]) -> list[str]:
   """A Markdown table of every method's regret, one row per workdir."""
-  reports = [io.read_json(os.path.join(wd, "report.json")) for wd in workdirs]
+  reports = [read_report(wd) for wd in workdirs]
   methods = list(dict.fromkeys(m for r in reports for m in r["methods"]))
   lines = ["| workdir | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
   for wd, r in zip(workdirs, reports):
@@ -82,14 +104,16 @@ def main(argv):
   del argv
   if not _WORKDIRS.value:
     raise UserError("--workdirs needs at least one directory")
+  if not all(_WORKDIRS.value):
+    raise UserError(f"--workdirs has an empty entry: {','.join(_WORKDIRS.value)!r}")
   if _REGRET.value:
     print("\n".join(regret_rows(_WORKDIRS.value)))
     return
+  rows = [row(wd, _METHOD.value) for wd in _WORKDIRS.value]  # every error before any output
   print(f"| workdir | {_METHOD.value} groups | = ground truth | total test loss | STL | "
         "MTL-all | Δm (%) | separation |")
   print("|---|---|---|---|---|---|---|---|")
-  for wd in _WORKDIRS.value:
-    print(row(wd, _METHOD.value))
+  print("\n".join(rows))
 
 
 if __name__ == "__main__":

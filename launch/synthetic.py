@@ -10,6 +10,8 @@ both STL and MTL-all. The number of groups defaults to --num_clusters (one
 network per family: the budget a user would set); --num_groups=0 lets the MIP
 choose, which needs --principled_form=marginal.
 """
+import math
+
 from absl import flags
 
 from launch import cli
@@ -30,10 +32,12 @@ for _module in common.flag_modules():
 
 def main(argv):
   del argv
+  workdir = cli.check_workdir(common.workdir())
+  cli.check_seed(common.seed())
   if _NUM_CLUSTERS.value < 1 or _TASKS_PER_CLUSTER.value < 1:
     raise UserError("--num_clusters and --tasks_per_cluster must be >= 1")
-  if _RHO.value < 0:
-    raise UserError(f"--rho must be >= 0, got {_RHO.value}")
+  if not 0 <= _RHO.value < math.inf:  # a NaN fails this too
+    raise UserError(f"--rho must be a finite number >= 0, got {_RHO.value}")
   if _TRAIN_STEPS.value < 1:
     raise UserError(f"--train_steps must be >= 1, got {_TRAIN_STEPS.value}")
   taskset = synthetic.synthetic(_NUM_CLUSTERS.value, _TASKS_PER_CLUSTER.value, rho=_RHO.value,
@@ -42,7 +46,7 @@ def main(argv):
              "tasks_per_cluster": _TASKS_PER_CLUSTER.value, "rho": _RHO.value,
              "seed": common.seed()}
   config = common.pipeline_config(_NUM_CLUSTERS.value, _TRAIN_STEPS.value, run_key)
-  pipeline.run_pipeline(taskset, config, common.workdir())
+  pipeline.run_pipeline(taskset, config, workdir)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tgroup.errors import UserError
@@ -33,14 +35,115 @@ def write_json(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-  """Reads JSON with a one-line error naming the file and line on bad input."""
+  r"""Reads JSON with a one-line error naming the file and line on bad input.
+
+  Examples:
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "cut.json")
+    >>> with open(path, "w") as f:
+    ...   _ = f.write('{"tasks": ["a",\n')
+    >>> read_json(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    tgroup.errors.UserError: ...cut.json:2: not valid JSON (Expecting value)
+  """
+  return _parse_json(path, _read_text(path))
+
+
+def read_json_located(path: str) -> tuple[Any, Callable[[Sequence[str | int]], str]]:
+  r""":func:`read_json`, plus ``where(keys) -> "path:LINE"`` for messages about its content.
+
+  ``keys`` is a path into the document (object keys and list indices); the line
+  is that value's, or its deepest existing parent's when it is missing, so a
+  check on the parsed data can name the line as a syntax error does.
+
+  Examples:
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "g.json")
+    >>> with open(path, "w") as f:
+    ...   _ = f.write('{"tasks": ["a", "b"],\n "gains": [[1, 2],\n  [3]]}\n')
+    >>> obj, where = read_json_located(path)
+    >>> where(("gains", 1)).endswith("g.json:3"), where(("counts",)).endswith("g.json:1")
+    (True, True)
+  """
+  text = _read_text(path)
+  obj = _parse_json(path, text)
+  return obj, lambda keys: f"{path}:{json_line(text, keys)}"
+
+
+def _read_text(path: str) -> str:
   try:
-    with open(path) as f:
-      return json.load(f)
+    with open(path, "rb") as f:
+      data = f.read()
   except FileNotFoundError:
     raise UserError(f"{path}: no such file") from None
+  except OSError as e:  # a directory, no permission, ...
+    raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    lineno = data[:e.start].count(b"\n") + 1
+    raise UserError(f"{path}:{lineno}: not UTF-8 text") from None
+
+
+def _parse_json(path: str, text: str) -> Any:
+  try:
+    return json.loads(text)
   except json.JSONDecodeError as e:
     raise UserError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def json_line(text: str, keys: Sequence[str | int]) -> int:
+  r"""The 1-based line where the value at ``keys`` starts in the valid JSON ``text``.
+
+  Walks down object keys and list indices; where one is missing, the line of
+  the deepest value found. A repeated key resolves to its last occurrence, as
+  in :func:`json.loads`.
+
+  Examples:
+    >>> json_line('{"a": 1,\n "b": [0,\n  [5, 6]]}', ("b", 1, 0))
+    3
+    >>> json_line('{"a": 1,\n "b": 2}', ("c",))
+    1
+  """
+  pos = _SPACE.match(text, 0).end()
+  for key in keys:
+    child = _child(text, pos, key)
+    if child is None:
+      break
+    pos = child
+  return text.count("\n", 0, pos) + 1
+
+
+def _child(text: str, pos: int, key: str | int) -> int | None:
+  """Where the value of ``key`` starts in the object or list at ``pos``, or None."""
+  opener = text[pos:pos + 1]
+  if opener == "{" and isinstance(key, str):
+    closer = "}"
+  elif opener == "[" and isinstance(key, int):
+    closer = "]"
+  else:
+    return None
+  found, index = None, 0
+  pos = _SPACE.match(text, pos + 1).end()
+  while pos < len(text) and text[pos] != closer:
+    if closer == "}":
+      name, pos = _DECODER.raw_decode(text, pos)
+      pos = _SPACE.match(text, _SPACE.match(text, pos).end() + 1).end()  # past the colon
+      if name == key:
+        found = pos
+    elif index == key:
+      return pos
+    _, pos = _DECODER.raw_decode(text, pos)  # skip the value
+    pos = _SPACE.match(text, pos).end()
+    if text[pos:pos + 1] == ",":
+      pos = _SPACE.match(text, pos + 1).end()
+    index += 1
+  return found
 
 
 def finite_or_none(x) -> float | None:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from tgroup import data as data_lib
@@ -83,8 +84,8 @@ class TaskSet:
     ...     name="toy", tasks=("a", "b"),
     ...     model=models.MultiTaskModel(models.MLPTrunk((4,)), models.DenseHead(1), 2),
     ...     sample_losses=squared_error, sample_metrics=absolute_error,
-    ...     train=data_lib.ArrayDataset(np.ones((8, 3)), np.ones((8, 2))),
-    ...     test=data_lib.ArrayDataset(np.ones((4, 3)), np.ones((4, 2))),
+    ...     train=data_lib.ArrayDataset(np.ones((8, 3)), np.arange(16.0).reshape(8, 2)),
+    ...     test=data_lib.ArrayDataset(np.ones((4, 3)), np.arange(8.0).reshape(4, 2)),
     ...     optimizer=optax.sgd(0.1), batch_size=4)
     >>> params = ts.init_params(jax.random.key(0))
     >>> batch = next(ts.train.train_batches(4, seed=0))
@@ -115,6 +116,8 @@ class TaskSet:
       raise UserError(f"task names must be unique, got {list(self.tasks)}")
     if not self.tasks:
       raise UserError("a TaskSet needs at least one task")
+    for split in ("train", "val", "test"):
+      _check_labels_vary(self.tasks, split, getattr(self, split))
 
   @property
   def num_tasks(self) -> int:
@@ -154,6 +157,39 @@ class TaskSet:
     """Weighted mean metric per task, shape ``(m,)``."""
     return _weighted_mean(self.sample_metrics(self.predict(params, batch.inputs), batch.labels),
                           batch.weights)
+
+
+def _check_labels_vary(tasks: Sequence[str], split: str, dataset: Any) -> None:
+  """A UserError naming the first task whose labels in ``split`` are all equal.
+
+  Such a task has nothing to learn (train) or to tell networks apart with
+  (val, test: a perfect STL metric of 0 makes Δm, a ratio to it, undefined), and
+  any grouping of it is noise. Checked at construction, before any training,
+  for datasets that hold their labels as an array (``labels``, task axis last,
+  as :class:`tgroup.data.ArrayDataset`); a streaming dataset without one is not
+  read here.
+
+  Examples:
+    >>> import numpy as np
+    >>> labels = np.array([[0, 1], [1, 1], [0, 1]])
+    >>> _check_labels_vary(("even", "small"), "test", data_lib.ArrayDataset(labels, labels))
+    Traceback (most recent call last):
+    ...
+    tgroup.errors.UserError: task 'small' has constant labels in the test split (all 3 are 1): nothing to learn or compare; drop the task or fix its data
+  """
+  labels = getattr(dataset, "labels", None)
+  if dataset is None or not hasattr(labels, "shape") or labels.shape[-1:] != (len(tasks),):
+    return
+  per_task = np.asarray(labels).reshape(-1, len(tasks))
+  if not len(per_task):
+    return
+  constant = (per_task == per_task[:1]).all(axis=0)
+  if constant.any():
+    t = int(np.argmax(constant))
+    value = per_task[0, t].item()
+    raise UserError(f"task {tasks[t]!r} has constant labels in the {split} split (all "
+                    f"{len(per_task)} are {value:g}): nothing to learn or compare; drop the "
+                    "task or fix its data")
 
 
 def _weighted_mean(per_sample: jax.Array, weights) -> jax.Array:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -40,47 +41,68 @@ class Gains:
             "counts": np.asarray(self.counts).astype(int).tolist(), "settings": self.settings}
 
   @classmethod
-  def from_json(cls, obj: Any, source: str = "gains") -> "Gains":
+  def from_json(cls, obj: Any, source: str = "gains",
+                where: Callable[[tuple[str | int, ...]], str] | None = None) -> "Gains":
     """Parses and validates the contract; every problem is a one-line UserError.
 
     Also reads TAG's released affinity files (same orientation, a "kind" instead
     of a "measure", no counts). Missing counts read as 1.
+
+    Args:
+      obj: the parsed JSON.
+      source: the file's name, for messages.
+      where: ``keys -> "file:line"`` of the value at a JSON path (see
+        :func:`tgroup.io.read_json_located`), so a message names the line;
+        None: messages name `source` only.
+
+    Examples:
+      >>> Gains.from_json({"tasks": ["a", "b"], "gains": [[0, 1], [float("nan"), 0]]},
+      ...                 source="g.json")
+      Traceback (most recent call last):
+      ...
+      tgroup.errors.UserError: g.json: gains[1][0] (b -> a) is not finite
     """
+    at = where or (lambda keys: source)
     if not isinstance(obj, dict):
-      raise UserError(f"{source}: expected a JSON object with 'tasks' and 'gains'")
+      raise UserError(f"{at(())}: expected a JSON object with 'tasks' and 'gains'")
     tasks = obj.get("tasks")
     if (not isinstance(tasks, list) or not tasks
         or not all(isinstance(t, str) and t for t in tasks)):
-      raise UserError(f"{source}: 'tasks' must be a non-empty list of task names")
+      raise UserError(f"{at(('tasks',))}: 'tasks' must be a non-empty list of task names")
     repeated = sorted({t for t in tasks if tasks.count(t) > 1})
     if repeated:
-      raise UserError(f"{source}: task names repeat: {', '.join(repeated)}")
+      raise UserError(f"{at(('tasks',))}: task names repeat: {', '.join(repeated)}")
     if "gains" not in obj:
       hint = (" (a 'table' of pairwise results is HOA's input, not gains)"
               if "table" in obj else "")
-      raise UserError(f"{source}: no 'gains' matrix{hint}")
+      raise UserError(f"{at(())}: no 'gains' matrix{hint}")
     m = len(tasks)
-    gains = _matrix(obj["gains"], m, f"{source}: gains")
+    gains = _matrix(obj["gains"], m, "gains", at)
     bad = np.argwhere(~np.isfinite(gains))
     if len(bad):
       i, j = bad[0]
-      raise UserError(f"{source}: gains[{i}][{j}] ({tasks[i]} -> {tasks[j]}) is not finite")
+      raise UserError(f"{at(('gains', int(i), int(j)))}: gains[{i}][{j}] "
+                      f"({tasks[i]} -> {tasks[j]}) is not finite")
     # Group scores sum up to m gains; finite entries can still overflow that sum.
     if np.abs(gains).max() > np.finfo(np.float64).max / m:
-      raise UserError(f"{source}: gains overflow float64 when summed over {m} tasks; "
+      raise UserError(f"{at(('gains',))}: gains overflow float64 when summed over {m} tasks; "
                       "rescale them")
     counts = np.ones((m, m), int)
     if obj.get("counts") is not None:
-      counts = _matrix(obj["counts"], m, f"{source}: counts")
-      if not (np.isfinite(counts) & (counts >= 0)).all():
-        raise UserError(f"{source}: counts must be finite and >= 0")
+      counts = _matrix(obj["counts"], m, "counts", at)
+      bad = np.argwhere(~(np.isfinite(counts) & (counts >= 0)))
+      if len(bad):
+        i, j = bad[0]
+        raise UserError(f"{at(('counts', int(i), int(j)))}: counts must be finite and >= 0, "
+                        f"counts[{i}][{j}] is {counts[i, j]:g}")
       counts = counts.astype(int)
     measure = obj.get("measure", obj.get("kind", "unknown"))
     if not isinstance(measure, str):
-      raise UserError(f"{source}: 'measure' must be a string, got {json.dumps(measure)}")
+      key = "measure" if "measure" in obj else "kind"
+      raise UserError(f"{at((key,))}: '{key}' must be a string, got {json.dumps(measure)}")
     settings = obj.get("settings", {})
     if not isinstance(settings, dict):
-      raise UserError(f"{source}: 'settings' must be an object")
+      raise UserError(f"{at(('settings',))}: 'settings' must be an object")
     return cls(tuple(tasks), measure, gains, counts, settings)
 
   def save(self, path: str) -> None:
@@ -88,24 +110,28 @@ class Gains:
 
   @classmethod
   def load(cls, path: str) -> "Gains":
-    return cls.from_json(io.read_json(path), source=path)
+    """Reads a gains file; a problem is a one-line UserError naming the file and line."""
+    obj, where = io.read_json_located(path)
+    return cls.from_json(obj, source=path, where=where)
 
 
-def _matrix(rows: Any, m: int, where: str) -> np.ndarray:
+def _matrix(rows: Any, m: int, key: str,
+            at: Callable[[tuple[str | int, ...]], str]) -> np.ndarray:
   """An m×m list of lists of numbers as float64, or a UserError saying where."""
   if not isinstance(rows, list) or len(rows) != m:
     got = f"{len(rows)} rows" if isinstance(rows, list) else type(rows).__name__
-    raise UserError(f"{where} must be {m}x{m} (one row per task), got {got}")
+    raise UserError(f"{at((key,))}: {key} must be {m}x{m} (one row per task), got {got}")
   for i, row in enumerate(rows):
     if not isinstance(row, list) or len(row) != m:
       got = f"{len(row)} entries" if isinstance(row, list) else type(row).__name__
-      raise UserError(f"{where} must be {m}x{m}: row {i} has {got}, expected {m}")
+      raise UserError(f"{at((key, i))}: {key} must be {m}x{m}: row {i} has {got}, "
+                      f"expected {m}")
     for j, x in enumerate(row):
       # JSON true/false arrive as bool, an int subclass: a gain of `true` is a typo.
       if not isinstance(x, numbers.Real) or isinstance(x, bool):
-        raise UserError(f"{where}[{i}][{j}] is {json.dumps(x)}, not a number")
+        raise UserError(f"{at((key, i, j))}: {key}[{i}][{j}] is {json.dumps(x)}, not a number")
   try:
     return np.array(rows, dtype=np.float64)
   except OverflowError:
     # JSON integers are unbounded; one beyond float64 cannot be a gain.
-    raise UserError(f"{where} holds an integer too large for float64") from None
+    raise UserError(f"{at((key,))}: {key} holds an integer too large for float64") from None
