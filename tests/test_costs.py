@@ -17,13 +17,17 @@ from tgroup.errors import UserError
 BATCH = 64
 
 
+def labels(n, m):
+  return np.random.default_rng(0).normal(size=(n, m)).astype(np.float32)
+
+
 def mlp_taskset(in_dim=5, widths=(12, 7), out=3, m=4):
   return tasks_lib.TaskSet(
       name="toy", tasks=tuple(f"t{i}" for i in range(m)),
       model=models.MultiTaskModel(models.MLPTrunk(widths), models.DenseHead(out), m),
       sample_losses=tasks_lib.squared_error, sample_metrics=tasks_lib.absolute_error,
-      train=data_lib.ArrayDataset(np.zeros((8, in_dim), np.float32), np.zeros((8, m))),
-      test=data_lib.ArrayDataset(np.zeros((4, in_dim), np.float32), np.zeros((4, m))),
+      train=data_lib.ArrayDataset(np.zeros((8, in_dim), np.float32), labels(8, m)),
+      test=data_lib.ArrayDataset(np.zeros((4, in_dim), np.float32), labels(4, m)),
       optimizer=optax.sgd(0.1), batch_size=4)
 
 
