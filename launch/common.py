@@ -119,7 +119,8 @@ def pipeline_config(default_num_groups: int | None, train_steps: int,
       landscape_knn=_LANDSCAPE_KNN.value,
       landscape_head_init=_LANDSCAPE_HEAD_INIT.value,
       quiet=cli.QUIET.value,
-      run_key=run_key)
+      run_key=run_key,
+      resources=pipeline.Resources(**constraint_flags.resource_flags()))
 
 
 def workdir() -> str:

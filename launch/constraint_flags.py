@@ -20,6 +20,26 @@ _MAX_GROUP_SIZE = flags.DEFINE_integer("max_group_size", None,
 _MUST_LINK = flags.DEFINE_list("must_link", [], "Pairs always grouped together: a:b,c:d.")
 _CANNOT_LINK = flags.DEFINE_list("cannot_link", [], "Pairs never grouped together: a:b,c:d.")
 _ALONE = flags.DEFINE_list("alone", [], "Tasks that must be trained alone: a,b.")
+_BUDGET = flags.DEFINE_float("budget", None, "The chosen networks' costs (see --cost_model) "
+                             "sum to at most this.")
+_COST_MODEL = flags.DEFINE_enum(
+    "cost_model", "params", ["flops", "memory", "params", "uniform"],
+    "What a network's cost counts, measured by XLA on the compiled forward pass of the trunk "
+    "plus the group's heads: flops, memory (bytes held: parameters, input batch, outputs, "
+    "temporaries), params, or uniform (1 per network). --costs_file overrides it.")
+_MAX_NETWORK_COST = flags.DEFINE_float("max_network_cost", None, "Every chosen network costs "
+                                       "at most this.")
+_ALLOW_HALF_SIZE = flags.DEFINE_bool(
+    "allow_half_size", False, "Half-size single-task networks (trunk widths halved, their "
+    "own measured cost) as extra candidates, as in Standley et al.")
+_COSTS_FILE = flags.DEFINE_string(
+    "costs_file", None, "JSON of user-given costs instead of measured ones: "
+    '{"base": b, "per_task": {task: c}} (a network costs b plus its tasks\' costs) and/or '
+    '{"groups": [{"tasks": [...], "cost": c}]}.')
+_BUDGET_SWEEP = flags.DEFINE_integer(
+    "budget_sweep", 0, "Solve the first gain method at this many budgets, from the cheapest "
+    "feasible to the unconstrained optimum (number of groups left free), train every point's "
+    "groups, write frontier.json and frontier.png; 0: no sweep.")
 
 
 def _pairs(name: str, entries: list[str]) -> list[tuple[str, str]]:
@@ -42,3 +62,11 @@ def constraints(default_num_groups: int | None = None) -> Constraints:
                      must_link=_pairs("must_link", _MUST_LINK.value),
                      cannot_link=_pairs("cannot_link", _CANNOT_LINK.value),
                      alone=_ALONE.value)
+
+
+def resource_flags() -> dict:
+  """The budget flags as keyword arguments of ``tgroup.pipeline.Resources``."""
+  return {"cost_model": _COST_MODEL.value, "budget": _BUDGET.value,
+          "max_network_cost": _MAX_NETWORK_COST.value,
+          "allow_half_size": _ALLOW_HALF_SIZE.value, "costs_file": _COSTS_FILE.value,
+          "budget_sweep": _BUDGET_SWEEP.value}

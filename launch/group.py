@@ -18,9 +18,22 @@ stdout instead of the table, for scripts.
 ``--num_groups`` unset or 0 leaves the number of groups free; here that needs
 ``--objective=marginal`` or ``tag`` (the ``--principled_form`` its help names
 belongs to the benchmark launchers), or a ``--max_groups``.
+
+Budgets (``--budget``, ``--max_network_cost``, ``--allow_half_size``,
+``--budget_sweep``) need network costs; with no model here to measure, they come
+from ``--costs_file`` (per-task, per-group and half-size costs) or
+``--cost_model=uniform`` (every network costs 1, so a budget counts networks):
+
+  python -m launch.group --gains=gains.json --objective=marginal \
+      --costs_file=costs.json --budget=10 --allow_half_size
+  python -m launch.group --gains=gains.json --objective=marginal \
+      --costs_file=costs.json --budget_sweep=8 --output=frontier.json
+
+A sweep prints one line per budget and writes frontier.json's contract.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -34,6 +47,8 @@ from tgroup.errors import UserError
 from tgroup.gains.gains import Gains
 from tgroup.grouping import Grouping
 from tgroup.grouping import solve_grouping
+from tgroup.grouping.budget import Budget, costs_from_json
+from tgroup.grouping.frontier import budget_frontier, frontier_json
 
 _GAINS = flags.DEFINE_string(
     "gains", None, "The gains file: a gains.json written by a launcher, or a TAG "
@@ -86,6 +101,43 @@ def _warn_about_inputs(data: Gains, objective: str) -> None:
                     data.gains[i, j])
 
 
+def _budget(tasks, resources: dict) -> Budget | None:
+  """The budget flags as a Budget, with costs from --costs_file or uniform ones."""
+  if not (resources["budget"] is not None or resources["max_network_cost"] is not None
+          or resources["allow_half_size"] or resources["budget_sweep"]):
+    return None
+  if resources["budget_sweep"] < 0 or resources["budget_sweep"] == 1:
+    raise UserError(f"--budget_sweep must be 0 (none) or >= 2 budgets, "
+                    f"got {resources['budget_sweep']}")
+  path = resources["costs_file"]
+  if path:
+    costs_from_json(path, tasks, [])  # a malformed file fails before solving
+    cost = lambda g, half: float(costs_from_json(path, tasks, [g], [half])[0])
+    model = f"file {os.path.basename(path)}"
+  elif resources["cost_model"] == "uniform":
+    cost, model = (lambda g, half: 1.0), "uniform"
+  else:
+    raise UserError(f"--cost_model={resources['cost_model']} is measured on a model, which "
+                    "launch.group does not have: give --costs_file, or --cost_model=uniform")
+  return Budget(cost=cost, total=resources["budget"],
+                max_network_cost=resources["max_network_cost"],
+                allow_half_size=resources["allow_half_size"], cost_model=model)
+
+
+def _sweep(data: Gains, objective: str, constraints, budget: Budget, num_points: int) -> None:
+  """The budget sweep: one line per budget; frontier.json's contract to --output."""
+  points = budget_frontier(data.tasks, data.gains, objective, budget, num_points, constraints,
+                           overlap=_OVERLAP.value)
+  out = frontier_json(points, budget.cost_model)
+  out["gains_file"], out["objective"] = _GAINS.value, objective
+  lines = [f"budget sweep over {len(points)} budgets ({budget.cost_model}), {objective}:"]
+  lines += [f"  budget {p.budget:.6g}: cost {p.cost:.6g}, predicted {p.predicted:.6f}, "
+            + " ".join("{" + ",".join(g) + "}" + ("½" if h else "")
+                       for g, h in zip(p.grouping.groups, p.grouping.half_size))
+            for p in points]
+  cli.emit(out, "\n".join(lines), _OUTPUT.value)
+
+
 def _report(result: Grouping, data: Gains, path: str, seconds: float) -> str:
   """The printed table: groups, which tasks each serves, objective, status."""
   m = len(data.tasks)
@@ -105,6 +157,10 @@ def _report(result: Grouping, data: Gains, path: str, seconds: float) -> str:
   mean = (f" (mean over the {m} tasks: {result.objective / m:.6f}, as TAG's notebooks "
           "report it)" if result.objective_name == "tag" else "")
   lines.append(f"objective: {result.objective:.6f}{mean}")
+  if result.network_costs is not None:
+    halves = [f"{'½' if h else ''}{c:g}" for c, h in zip(result.network_costs, result.half_size)]
+    lines.append(f"network costs ({result.budget['cost_model']}): {', '.join(halves)}; "
+                 f"total {result.total_cost:g}")
   over = ("all candidate groups" if result.candidates == "all"
           else "generated candidate groups")
   lines.append(f"status: {result.status} over {over} ({seconds:.2f} s)")
@@ -139,9 +195,14 @@ def main(argv):
                     "set one, or use --objective=marginal")
   _warn_about_inputs(data, objective)
 
+  resources = constraint_flags.resource_flags()
+  budget = _budget(data.tasks, resources)
+  if resources["budget_sweep"]:
+    _sweep(data, objective, constraints, budget, resources["budget_sweep"])
+    return
   start = time.perf_counter()
   result = solve_grouping(data.tasks, data.gains, objective, constraints,
-                          overlap=_OVERLAP.value)
+                          overlap=_OVERLAP.value, budget=budget)
   seconds = time.perf_counter() - start
   if objective == "tag" and not _OVERLAP.value:
     logging.info("this is a partition into groups of >= 2 tasks; TAG's own selection "

@@ -20,25 +20,27 @@ A half-size network (Standley et al.'s cheaper single-task networks) halves the
 trunk's width (``widths`` of :class:`tgroup.models.MLPTrunk`, or a ``width``
 field such as the CelebA encoder's); its cost is measured the same way.
 
-Costs can also come from a JSON file (:func:`costs_from_json`): per-task costs
-(a network costs ``base`` plus the sum over its tasks) and/or explicit
-per-group costs, which win.
+Costs can also come from a JSON file (:func:`costs_from_json`, kept with the
+JAX-free grouping code): per-task costs (a network costs ``base`` plus the sum
+over its tasks) and/or explicit per-group costs, which win.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from tgroup.errors import UserError
+from tgroup.grouping.budget import costs_from_json
 from tgroup.tasks import TaskSet
 
 COST_MODELS = ("flops", "memory", "params", "uniform")
+__all__ = ["COST_MODELS", "NetworkCost", "costs_from_json", "half_width", "measure_network",
+           "measured_costs", "network_model"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,66 +186,3 @@ def measured_costs(taskset: TaskSet, groups: Sequence[Sequence[int]], cost_model
       cache[key] = measure_network(taskset, key[0], batch_size=batch_size, half_size=key[1])
     out.append(cache[key].value(cost_model))
   return np.asarray(out, float)
-
-
-def costs_from_json(path: str, tasks: Sequence[str],
-                    groups: Sequence[Sequence[int]]) -> np.ndarray:
-  """Network costs a user wrote down, for the given task-index groups.
-
-  The file holds ``{"base": b, "per_task": {task: c, ...}}`` (a network costs
-  ``b`` plus the sum of its tasks' costs; ``base`` defaults to 0) and/or
-  ``{"groups": [{"tasks": [names], "cost": c}, ...]}``, whose entries win for
-  exactly those groups. Every group must get a cost one way or the other.
-
-  Raises:
-    UserError: unreadable or malformed file (named, with the line for JSON
-      syntax errors), unknown tasks, negative or non-finite costs, or a group
-      left without a cost.
-  """
-  try:
-    with open(path) as f:
-      spec = json.load(f)
-  except OSError as e:
-    raise UserError(f"cannot read costs file {path}: {e.strerror}") from None
-  except json.JSONDecodeError as e:
-    raise UserError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
-  if not isinstance(spec, dict) or not ({"per_task", "groups"} & set(spec)):
-    raise UserError(f"{path}: expected an object with 'per_task' and/or 'groups'")
-  tasks = list(tasks)
-
-  def index(name):
-    if name not in tasks:
-      raise UserError(f"{path}: unknown task {name!r}; valid tasks: {tasks}")
-    return tasks.index(name)
-
-  def cost(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        math.isfinite(value) and value >= 0):
-      raise UserError(f"{path}: the cost of {what} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-  base = cost(spec.get("base", 0.0), "base")
-  per_task = {index(t): cost(c, t) for t, c in _mapping(spec.get("per_task", {}), path).items()}
-  explicit = {}
-  for entry in spec.get("groups", []):
-    if not isinstance(entry, dict) or "tasks" not in entry or "cost" not in entry:
-      raise UserError(f"{path}: every 'groups' entry needs 'tasks' and 'cost', got {entry!r}")
-    explicit[frozenset(index(t) for t in entry["tasks"])] = cost(entry["cost"], entry["tasks"])
-  out = []
-  for group in groups:
-    key = frozenset(group)
-    if key in explicit:
-      out.append(explicit[key])
-    elif all(t in per_task for t in group):
-      out.append(base + sum(per_task[t] for t in group))
-    else:
-      names = [tasks[t] for t in group]
-      raise UserError(f"{path} gives no cost for the network {names} (add its tasks to "
-                      "'per_task' or the group to 'groups')")
-  return np.asarray(out, float)
-
-
-def _mapping(value, path) -> Mapping:
-  if not isinstance(value, dict):
-    raise UserError(f"{path}: 'per_task' must map task names to costs")
-  return value

@@ -17,6 +17,8 @@ Files written into ``workdir`` (atomically):
   report.json                        every method's groups, results and regret
   gains.png, results.png             heatmap with groups outlined; per-task bars
   gains_over_time.png                how early the first gain measure's ranking settles
+  frontier.json, frontier.png        with a budget sweep: the best grouping at each budget,
+                                     its predicted score and real test total
 """
 from __future__ import annotations
 
@@ -42,12 +44,72 @@ from tgroup.gains import CollectConfig, Gains, run_collection
 from tgroup.gains import history as history_lib
 from tgroup.gains.collect import clear_checkpoint
 from tgroup.grouping import Constraints, Grouping, hoa_gains, solve_grouping, solve_measured
+from tgroup.grouping import frontier as frontier_lib
+from tgroup.grouping.budget import Budget
 from tgroup.netcache import MemoryCache, NetworkCache
 from tgroup.tasks import TaskSet
 
 METHODS = methods_lib.METHODS
 PRINCIPLED_FORMS = methods_lib.PRINCIPLED_FORMS
 format_table = report_lib.format_table
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+  """Network costs and the limits on them (resource-aware grouping).
+
+  Attributes:
+    cost_model: what a network's cost counts, measured by XLA on the compiled
+      forward pass (:mod:`tgroup.costs`): ``flops``, ``memory``, ``params`` or
+      ``uniform`` (1 per network). Ignored with ``costs_file``.
+    budget: the chosen networks' costs sum to at most this (every grouping
+      method that can honour it, the oracle included); None: no total.
+    max_network_cost: every chosen network costs at most this; None: no cap.
+    allow_half_size: half-size single-task networks as extra candidates
+      (grouping from gains only: see :func:`tgroup.grouping.solve_grouping`).
+    costs_file: user-given costs (:func:`tgroup.costs.costs_from_json`)
+      instead of measured ones.
+    budget_sweep: solve the first grouping method at this many budgets, from
+      the cheapest feasible to the unconstrained optimum, train every point's
+      groups and write ``frontier.json`` and ``frontier.png``; 0: no sweep.
+    cost_batch_size: batch of the measured forward pass (None: the TaskSet's).
+  """
+  cost_model: str = "params"
+  budget: float | None = None
+  max_network_cost: float | None = None
+  allow_half_size: bool = False
+  costs_file: str | None = None
+  budget_sweep: int = 0
+  cost_batch_size: int | None = None
+
+  @property
+  def limits(self) -> bool:
+    """Whether any limit applies to the groupings themselves."""
+    return self.budget is not None or self.max_network_cost is not None or self.allow_half_size
+
+  @property
+  def active(self) -> bool:
+    return self.limits or self.budget_sweep > 0
+
+  def validate(self, methods: Sequence[str]) -> None:
+    costs_lib_models = ("flops", "memory", "params", "uniform")
+    if self.cost_model not in costs_lib_models:
+      raise UserError(f"unknown cost model {self.cost_model!r}; valid: "
+                      f"{', '.join(costs_lib_models)}")
+    if self.budget_sweep < 0 or self.budget_sweep == 1:
+      raise UserError(f"budget_sweep must be 0 (none) or >= 2 budgets, got {self.budget_sweep}")
+    if self.cost_batch_size is not None and self.cost_batch_size < 1:
+      raise UserError(f"cost_batch_size must be >= 1, got {self.cost_batch_size}")
+    if self.allow_half_size:
+      raise UserError("allow_half_size: the benchmark launchers cannot train half-size networks "
+                      "yet; use it with launch.group, which only groups")
+    if self.limits and "landscape" in methods:
+      raise UserError("landscape groups by Gaussian-mixture clustering, which cannot honour a "
+                      "budget or max_network_cost")
+    if self.budget_sweep and not any(m in methods_lib.GAIN_METHODS or m == "hoa"
+                                     for m in methods):
+      raise UserError("budget_sweep sweeps the first gain method (principled, tag, cosine, "
+                      "first_order or hoa); none is in methods")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +140,7 @@ class PipelineConfig:
       and every other setting match, and an interrupted collection run resumes
       from its checkpoint (``collect.checkpoint_every``); without it nothing is
       reused.
+    resources: network costs, budgets and the budget sweep (:class:`Resources`).
   """
   methods: tuple[str, ...] = ("principled", "tag", "stl", "mtl_all")
   constraints: Constraints = Constraints()
@@ -94,6 +157,7 @@ class PipelineConfig:
   landscape_head_init: str = "same"
   quiet: bool = False
   run_key: dict[str, Any] | None = None
+  resources: Resources = Resources()
 
   def validate(self, taskset: TaskSet) -> None:
     """Fails fast, before any training, on every setting a user can get wrong."""
@@ -144,6 +208,7 @@ class PipelineConfig:
                              ("train_steps", self.train_steps or 1, 1)):
       if value < low:
         raise UserError(f"{name} must be >= {low}, got {value}")
+    self.resources.validate(self.methods)
     self.collect_config().validate(taskset.num_tasks)
     # Infeasible constraints fail now, not after the collection run: the same
     # model with zero gains is feasible exactly when the real one is.
@@ -187,6 +252,15 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
     ['mtl_all', 'principled', 'stl', 'tag']
   """
   config.validate(taskset)
+  budget = _budget(taskset, config.resources)
+  if budget is not None and budget.active():
+    # Infeasible limits fail before any training, as constraints do.
+    zeros = np.zeros((taskset.num_tasks, taskset.num_tasks))
+    for method in config.methods:
+      if method in methods_lib.GAIN_METHODS or method == "hoa":
+        objective, overlap = config.objective_of(method)
+        solve_grouping(list(taskset.tasks), zeros, objective, config.constraints,
+                       overlap=overlap, budget=budget)
   os.makedirs(workdir, exist_ok=True)
   m = taskset.num_tasks
   cache = (NetworkCache(os.path.join(workdir, "networks"), _network_identity(taskset, config))
@@ -207,14 +281,15 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
   for method in gain_methods:
     measure = methods_lib.gain_spec(method, config.principled_form).measure
     groupings[method], seconds[method]["group"] = _timed_grouping(
-        taskset, config, method, gains[measure].gains)
+        taskset, config, method, gains[measure].gains, budget)
 
   if "hoa" in config.methods:
     pairs = train([(i,) for i in range(m)] + [(i, j) for i in range(m) for j in range(i + 1, m)])
     gains["hoa"] = Gains(taskset.tasks, "hoa", hoa_gains(_pair_table(pairs, m)),
                          np.ones((m, m), int), {"table": "validation loss of pairs and singles"})
     gains["hoa"].save(os.path.join(workdir, "gains_hoa.json"))
-    groupings["hoa"], group_s = _timed_grouping(taskset, config, "hoa", gains["hoa"].gains)
+    groupings["hoa"], group_s = _timed_grouping(taskset, config, "hoa", gains["hoa"].gains,
+                                                budget)
     seconds["hoa"] = {"collect": sum(r.seconds for r in pairs.values()), "group": group_s}
 
   table = None
@@ -222,7 +297,8 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
     table = train(oracle.all_subsets(m))
     _save_table(taskset, table, os.path.join(workdir, "oracle", "table.json"))
     start = time.perf_counter()
-    groupings["oracle"] = solve_measured(taskset.tasks, _val_losses(table), config.constraints)
+    groupings["oracle"] = solve_measured(taskset.tasks, _val_losses(table), config.constraints,
+                                         budget=_limits_only(budget))
     seconds["oracle"] = {"collect": sum(r.seconds for r in table.values()),
                          "group": time.perf_counter() - start}
 
@@ -251,7 +327,8 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
             "settings": _settings(taskset, config), "methods": {}}
   if taskset.ground_truth_groups is not None:
     report["ground_truth_groups"] = [list(g) for g in taskset.ground_truth_groups]
-  regret = _Regret(taskset, config, table, results) if table is not None else None
+  regret = (_Regret(taskset, config, table, results, _limits_only(budget))
+            if table is not None else None)
   for method in config.methods:
     entry = report_lib.method_entry(taskset, draws[method], results, stl_metric)
     entry["seconds"].update(seconds.get(method, {}))
@@ -275,6 +352,8 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
   if "first_order" in gains and "principled" in gains:
     report["methods"]["first_order"]["spearman_with_principled"] = baselines.spearman(
         gains["first_order"].gains.ravel(), gains["principled"].gains.ravel())
+  if config.resources.budget_sweep:
+    report["frontier"] = _frontier(taskset, config, workdir, gains, budget, train, report)
   io.write_json(os.path.join(workdir, "report.json"), report)
   plots.per_task_bars(report, os.path.join(workdir, "results.png"))
   if not config.quiet:
@@ -289,8 +368,8 @@ class _Regret:
   the run's other constraints, and scored on test like every method.
   """
 
-  def __init__(self, taskset, config, table, results):
-    self.taskset, self.config, self.results = taskset, config, results
+  def __init__(self, taskset, config, table, results, budget=None):
+    self.taskset, self.config, self.results, self.budget = taskset, config, results, budget
     self.val = _val_losses(table)
     self.totals: dict[tuple[int, bool], float | None] = {}
 
@@ -298,7 +377,8 @@ class _Regret:
     if (k, overlap) not in self.totals:
       constraints = dataclasses.replace(self.config.constraints, num_groups=k, max_groups=None)
       try:
-        best = solve_measured(self.taskset.tasks, self.val, constraints, overlap=overlap)
+        best = solve_measured(self.taskset.tasks, self.val, constraints, overlap=overlap,
+                              budget=self.budget)
       except InfeasibleError:
         self.totals[(k, overlap)] = None
       else:
@@ -365,12 +445,71 @@ def _ari(taskset: TaskSet, draw) -> float:
   return float(adjusted_rand_score(truth, labels))
 
 
-def _timed_grouping(taskset, config, method, gains) -> tuple[Grouping, float]:
+def _timed_grouping(taskset, config, method, gains, budget=None) -> tuple[Grouping, float]:
   objective, overlap = config.objective_of(method)
   start = time.perf_counter()
   grouping = solve_grouping(list(taskset.tasks), gains, objective, config.constraints,
-                            overlap=overlap)
+                            overlap=overlap, budget=_limits_only(budget))
   return grouping, time.perf_counter() - start
+
+
+def _budget(taskset: TaskSet, resources: Resources) -> Budget | None:
+  """The :class:`Budget` of the run's resources (costs measured once per network size)."""
+  if not resources.active:
+    return None
+  from tgroup import costs as costs_lib  # pylint: disable=g-import-not-at-top
+  if resources.costs_file:
+    path = resources.costs_file
+    costs_lib.costs_from_json(path, taskset.tasks, [])  # a malformed file fails now
+    cost = lambda group, half: float(
+        costs_lib.costs_from_json(path, taskset.tasks, [group], [half])[0])
+    model = f"file {os.path.basename(path)}"
+  else:
+    measured: dict[tuple[int, bool], float] = {}
+    batch = resources.cost_batch_size or taskset.batch_size
+
+    def cost(group, half):
+      key = (len(group), bool(half))
+      if key not in measured:
+        measured[key] = costs_lib.measure_network(
+            taskset, key[0], batch_size=batch, half_size=key[1]).value(resources.cost_model)
+      return measured[key]
+    model = resources.cost_model
+  return Budget(cost=cost, total=resources.budget, max_network_cost=resources.max_network_cost,
+                allow_half_size=resources.allow_half_size, cost_model=model)
+
+
+def _limits_only(budget: Budget | None) -> Budget | None:
+  """The budget where it limits the grouping; None when only a sweep asked for costs."""
+  return budget if budget is not None and (budget.active() or budget.allow_half_size) else None
+
+
+def _frontier(taskset, config, workdir, gains, budget, train, report) -> dict:
+  """Solves the first gain method at the sweep's budgets, trains every point's groups,
+  writes frontier.json and frontier.png; returns a summary for report.json."""
+  method = next(m for m in config.methods if m in methods_lib.GAIN_METHODS or m == "hoa")
+  measure = "hoa" if method == "hoa" else methods_lib.gain_spec(
+      method, config.principled_form).measure
+  objective, overlap = config.objective_of(method)
+  # The number of groups is what the budget trades: the sweep leaves it free.
+  constraints = dataclasses.replace(config.constraints, num_groups=None)
+  points = frontier_lib.budget_frontier(
+      list(taskset.tasks), gains[measure].gains, objective, budget,
+      config.resources.budget_sweep, constraints, overlap=overlap)
+  draws = [_indices(taskset, p.grouping) for p in points]
+  results = train(sorted({g for groups, _ in draws for g in groups}))
+  totals = {k: evaluate.score_grouping(taskset, groups, assignment, results)["total_test_loss"]
+            for k, (groups, assignment) in enumerate(draws)}
+  data = frontier_lib.frontier_json(points, budget.cost_model, totals)
+  data["method"], data["constraints"] = method, constraints.to_json()
+  m = taskset.num_tasks
+  for name, groups in (("stl", [(i,) for i in range(m)]), ("mtl_all", [tuple(range(m))])):
+    entry = report["methods"].get(name)
+    data[name] = {"cost": float(sum(budget.costs(groups, [False] * len(groups)))),
+                  "test_total": None if entry is None else entry["total_test_loss"]}
+  io.write_json(os.path.join(workdir, "frontier.json"), data)
+  plots.frontier(data, os.path.join(workdir, "frontier.png"), close=True)
+  return {"method": method, "cost_model": budget.cost_model, "points": len(points)}
 
 
 def _indices(taskset: TaskSet, grouping: Grouping):
@@ -442,6 +581,7 @@ def _settings(taskset: TaskSet, config: PipelineConfig) -> dict:
       "random_draws": config.random_draws,
       "landscape": {"samples": config.landscape_samples, "inits": config.landscape_inits,
                     "knn": config.landscape_knn, "head_init": config.landscape_head_init},
+      "resources": dataclasses.asdict(config.resources),
   }
 
 

@@ -113,6 +113,43 @@ def gains_over_time(history, path: str | None = None, title: str = "", close: bo
   return fig
 
 
+def frontier(data: Mapping, path: str | None = None, close: bool = False):
+  """The quality–budget frontier of ``frontier.json``: predicted score and real test total.
+
+  Left axis: the grouping objective each budget's solution predicts (higher is
+  better); right axis: the real total test loss of its groups where they were
+  trained (lower is better). STL and MTL-all are marked at their own cost.
+  Returns the Figure; writes a PNG when ``path`` is given.
+  """
+  points = data["points"]
+  budgets = [p["budget"] for p in points]
+  fig, ax = plt.subplots(figsize=(7, 4))
+  ax.plot(budgets, [p["predicted"] for p in points], "o-", color="tab:blue",
+          label="predicted (objective)")
+  ax.set_xlabel(f"budget ({data['cost_model']})")
+  ax.set_ylabel("predicted objective (higher is better)", color="tab:blue")
+  real = [(p["budget"], p["test_total"]) for p in points if p.get("test_total") is not None]
+  twin = ax.twinx()
+  if real:
+    twin.plot(*zip(*real), "s--", color="tab:red", label="test total (trained)")
+  for name, marker in (("stl", "^"), ("mtl_all", "v")):
+    entry = data.get(name) or {}
+    if entry.get("test_total") is not None:
+      twin.plot([entry["cost"]], [entry["test_total"]], marker, color="black", markersize=9,
+                linestyle="none", label=f"{name} (at its cost)")
+  twin.set_ylabel("total test loss (lower is better)", color="tab:red")
+  lines = ax.get_legend_handles_labels()
+  more = twin.get_legend_handles_labels()
+  ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize="small", loc="upper center",
+            bbox_to_anchor=(0.5, -0.17), ncol=2)
+  ax.set_title(f"{data.get('method', '')} grouping against the budget")
+  if path is not None:
+    _save(fig, path, close=close)
+  elif close:
+    plt.close(fig)
+  return fig
+
+
 def _save(fig, path: str, close: bool = True) -> None:
   buf = BytesIO()
   fig.tight_layout()

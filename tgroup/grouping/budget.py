@@ -10,8 +10,9 @@ cost, a cap on any single network, and whether half-size single-task networks
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -94,3 +95,77 @@ class Budget:
   def to_json(self) -> dict:
     return {"budget": self.total, "max_network_cost": self.max_network_cost,
             "allow_half_size": self.allow_half_size, "cost_model": self.cost_model}
+
+
+def costs_from_json(path: str, tasks: Sequence[str],
+                    groups: Sequence[Sequence[int]],
+                    half_size: Sequence[bool] | None = None) -> np.ndarray:
+  """Network costs a user wrote down, for the given task-index groups.
+
+  The file holds ``{"base": b, "per_task": {task: c, ...}}`` (a network costs
+  ``b`` plus the sum of its tasks' costs; ``base`` defaults to 0) and/or
+  ``{"groups": [{"tasks": [names], "cost": c}, ...]}``, whose entries win for
+  exactly those groups. Every group must get a cost one way or the other.
+  Half-size single-task networks (``half_size[k]`` True) cost what
+  ``{"half_size": {task: c}}`` says.
+
+  Raises:
+    UserError: unreadable or malformed file (named, with the line for JSON
+      syntax errors), unknown tasks, negative or non-finite costs, or a group
+      left without a cost.
+  """
+  try:
+    with open(path) as f:
+      spec = json.load(f)
+  except OSError as e:
+    raise UserError(f"cannot read costs file {path}: {e.strerror}") from None
+  except json.JSONDecodeError as e:
+    raise UserError(f"{path}, line {e.lineno}: not valid JSON ({e.msg})") from None
+  if not isinstance(spec, dict) or not ({"per_task", "groups", "half_size"} & set(spec)):
+    raise UserError(f"{path}: expected an object with 'per_task' and/or 'groups'")
+  tasks = list(tasks)
+
+  def index(name):
+    if name not in tasks:
+      raise UserError(f"{path}: unknown task {name!r}; valid tasks: {tasks}")
+    return tasks.index(name)
+
+  def cost(value, what):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and value >= 0):
+      raise UserError(f"{path}: the cost of {what} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+  base = cost(spec.get("base", 0.0), "base")
+  per_task = {index(t): cost(c, t) for t, c in _mapping(spec.get("per_task", {}), path).items()}
+  explicit = {}
+  for entry in spec.get("groups", []):
+    if not isinstance(entry, dict) or "tasks" not in entry or "cost" not in entry:
+      raise UserError(f"{path}: every 'groups' entry needs 'tasks' and 'cost', got {entry!r}")
+    explicit[frozenset(index(t) for t in entry["tasks"])] = cost(entry["cost"], entry["tasks"])
+  half_costs = {index(t): cost(c, t) for t, c in _mapping(spec.get("half_size", {}),
+                                                         path).items()}
+  half_size = [False] * len(groups) if half_size is None else list(half_size)
+  out = []
+  for group, half in zip(groups, half_size):
+    key = frozenset(group)
+    if half:
+      if len(group) != 1 or group[0] not in half_costs:
+        raise UserError(f"{path} gives no half-size cost for {[tasks[t] for t in group]} "
+                        "(add it to 'half_size')")
+      out.append(half_costs[group[0]])
+    elif key in explicit:
+      out.append(explicit[key])
+    elif all(t in per_task for t in group):
+      out.append(base + sum(per_task[t] for t in group))
+    else:
+      names = [tasks[t] for t in group]
+      raise UserError(f"{path} gives no cost for the network {names} (add its tasks to "
+                      "'per_task' or the group to 'groups')")
+  return np.asarray(out, float)
+
+
+def _mapping(value, path) -> Mapping:
+  if not isinstance(value, dict):
+    raise UserError(f"{path}: 'per_task' and 'half_size' must map task names to costs")
+  return value
