@@ -84,3 +84,22 @@ def test_group_needs_costs_it_can_get(tmp_path):
   proc = launch(f"--gains={gains}", "--objective=marginal", "--budget=3", module="launch.group")
   assert proc.returncode == 2
   assert "--cost_model=params is measured on a model" in proc.stderr
+
+
+def test_half_size_networks_are_trained_as_such(tmp_path):
+  wd = tmp_path / "run"
+  # Self-pair gains with the number of groups free choose singletons; 4 half-size
+  # ones (217 parameters each at 16 wide) fit a budget that 4 full ones (561) do not.
+  proc = launch(f"--workdir={wd}", *TINY, "--methods=principled,stl,mtl_all",
+                "--num_groups=0", "--max_groups=4", "--allow_half_size", "--budget=1000")
+  assert proc.returncode == 0, proc.stderr
+  report = json.load(open(wd / "report.json"))
+  entry = report["methods"]["principled"]
+  assert entry["half_size"] == [True] * 4 and entry["network_costs"] == [217.0] * 4
+  # Their results are the half-size networks', not STL's full-size ones.
+  stl = report["methods"]["stl"]
+  assert entry["groups"] == stl["groups"]
+  assert entry["total_test_loss"] != stl["total_test_loss"]
+  identities = [json.load(open(wd / "networks" / d / "identity.json"))
+                for d in os.listdir(wd / "networks")]
+  assert sorted(i.get("half_size", False) for i in identities) == [False, True]

@@ -26,7 +26,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from absl import logging
 import numpy as np
@@ -65,8 +65,9 @@ class Resources:
     budget: the chosen networks' costs sum to at most this (every grouping
       method that can honour it, the oracle included); None: no total.
     max_network_cost: every chosen network costs at most this; None: no cap.
-    allow_half_size: half-size single-task networks as extra candidates
-      (grouping from gains only: see :func:`tgroup.grouping.solve_grouping`).
+    allow_half_size: half-size single-task networks (the trunk's widths
+      halved, :func:`tgroup.costs.half_width`) as extra candidates; a chosen one
+      is trained as such, with its own cache entry.
     costs_file: user-given costs (:func:`tgroup.costs.costs_from_json`)
       instead of measured ones.
     budget_sweep: solve the first grouping method at this many budgets, from
@@ -100,9 +101,6 @@ class Resources:
       raise UserError(f"budget_sweep must be 0 (none) or >= 2 budgets, got {self.budget_sweep}")
     if self.cost_batch_size is not None and self.cost_batch_size < 1:
       raise UserError(f"cost_batch_size must be >= 1, got {self.cost_batch_size}")
-    if self.allow_half_size:
-      raise UserError("allow_half_size: the benchmark launchers cannot train half-size networks "
-                      "yet; use it with launch.group, which only groups")
     if self.limits and "landscape" in methods:
       raise UserError("landscape groups by Gaussian-mixture clustering, which cannot honour a "
                       "budget or max_network_cost")
@@ -271,6 +269,8 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
                                  steps=config.train_steps, chunk_size=config.chunk_size,
                                  quiet=config.quiet, cache=cache)
 
+  half = _HalfSize(taskset, config, workdir) if config.resources.allow_half_size else None
+
   gain_methods = [x for x in config.methods if x in methods_lib.GAIN_METHODS]
   gains, collect_seconds = ({}, 0.0)
   if gain_methods:
@@ -330,7 +330,13 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
   regret = (_Regret(taskset, config, table, results, _limits_only(budget))
             if table is not None else None)
   for method in config.methods:
-    entry = report_lib.method_entry(taskset, draws[method], results, stl_metric)
+    own = results
+    if half is not None and method in groupings:
+      own = half.results(groupings[method], results)
+    entry = report_lib.method_entry(taskset, draws[method], own, stl_metric)
+    if method in groupings and groupings[method].half_size is not None:
+      entry["half_size"] = list(groupings[method].half_size)
+      entry["network_costs"] = list(groupings[method].network_costs)
     entry["seconds"].update(seconds.get(method, {}))
     if method in groupings:
       entry["grouping_status"] = groupings[method].status
@@ -353,7 +359,7 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
     report["methods"]["first_order"]["spearman_with_principled"] = baselines.spearman(
         gains["first_order"].gains.ravel(), gains["principled"].gains.ravel())
   if config.resources.budget_sweep:
-    report["frontier"] = _frontier(taskset, config, workdir, gains, budget, train, report)
+    report["frontier"] = _frontier(taskset, config, workdir, gains, budget, train, report, half)
   io.write_json(os.path.join(workdir, "report.json"), report)
   plots.per_task_bars(report, os.path.join(workdir, "results.png"))
   if not config.quiet:
@@ -453,6 +459,37 @@ def _timed_grouping(taskset, config, method, gains, budget=None) -> tuple[Groupi
   return grouping, time.perf_counter() - start
 
 
+class _HalfSize:
+  """Trains the half-size single-task networks a grouping chose (trunk widths halved).
+
+  They are the TaskSet's model with a half-width trunk, trained like every
+  network, cached under their own identity (so never confused with the
+  full-size network of the same task).
+  """
+
+  def __init__(self, taskset: TaskSet, config: PipelineConfig, workdir: str):
+    from tgroup import costs as costs_lib  # pylint: disable=g-import-not-at-top
+    self.taskset = dataclasses.replace(
+        taskset, model=costs_lib.network_model(taskset, taskset.num_tasks, half_size=True))
+    self.config = config
+    identity = dict(_network_identity(taskset, config), half_size=True)
+    self.cache = (NetworkCache(os.path.join(workdir, "networks"), identity)
+                  if config.run_key is not None else MemoryCache())
+
+  def results(self, grouping: Grouping, results: Mapping) -> dict:
+    """``results`` with each half-size group of ``grouping`` replaced by its network's."""
+    if grouping.half_size is None or not any(grouping.half_size):
+      return dict(results)
+    index = {t: i for i, t in enumerate(grouping.tasks)}
+    groups = [tuple(index[t] for t in g) for g, h in zip(grouping.groups, grouping.half_size)
+              if h]
+    c = self.config
+    trained = evaluate.train_groups(self.taskset, groups, seeds=c.eval_seeds,
+                                    steps=c.train_steps, chunk_size=c.chunk_size,
+                                    quiet=c.quiet, cache=self.cache)
+    return {**results, **trained}
+
+
 def _budget(taskset: TaskSet, resources: Resources) -> Budget | None:
   """The :class:`Budget` of the run's resources (costs measured once per network size)."""
   if not resources.active:
@@ -484,7 +521,7 @@ def _limits_only(budget: Budget | None) -> Budget | None:
   return budget if budget is not None and (budget.active() or budget.allow_half_size) else None
 
 
-def _frontier(taskset, config, workdir, gains, budget, train, report) -> dict:
+def _frontier(taskset, config, workdir, gains, budget, train, report, half=None) -> dict:
   """Solves the first gain method at the sweep's budgets, trains every point's groups,
   writes frontier.json and frontier.png; returns a summary for report.json."""
   method = next(m for m in config.methods if m in methods_lib.GAIN_METHODS or m == "hoa")
@@ -498,8 +535,10 @@ def _frontier(taskset, config, workdir, gains, budget, train, report) -> dict:
       config.resources.budget_sweep, constraints, overlap=overlap)
   draws = [_indices(taskset, p.grouping) for p in points]
   results = train(sorted({g for groups, _ in draws for g in groups}))
-  totals = {k: evaluate.score_grouping(taskset, groups, assignment, results)["total_test_loss"]
-            for k, (groups, assignment) in enumerate(draws)}
+  totals = {k: evaluate.score_grouping(
+      taskset, groups, assignment,
+      results if half is None else half.results(p.grouping, results))["total_test_loss"]
+             for k, ((groups, assignment), p) in enumerate(zip(draws, points))}
   data = frontier_lib.frontier_json(points, budget.cost_model, totals)
   data["method"], data["constraints"] = method, constraints.to_json()
   m = taskset.num_tasks

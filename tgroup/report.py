@@ -55,7 +55,10 @@ def format_table(report: dict) -> str:
     loss = f"{e['total_test_loss']:.4f}"
     if "total_test_loss_std" in e:
       loss += f" ± {e['total_test_loss_std']:.4f} ({len(e['draws'])} draws)"
-    groups = " ".join("{" + ",".join(g) + "}" for g in e["groups"])
+    half = e.get("half_size") or [False] * len(e["groups"])
+    # ½ marks a half-size network (--allow_half_size).
+    groups = " ".join(("½" if h else "") + "{" + ",".join(g) + "}"
+                      for g, h in zip(e["groups"], half))
     row = [name, f"draw 1: {groups}" if "draws" in e else groups, loss]
     if has_error:
       row.append("n/a" if e["total_test_error"] is None else f"{e['total_test_error']:.4f}")
