@@ -552,9 +552,9 @@ def _frontier(taskset, config, workdir, gains, budget, train, report, half=None)
 
 
 def _indices(taskset: TaskSet, grouping: Grouping):
-  index = {t: i for i, t in enumerate(taskset.tasks)}
-  return ([tuple(index[t] for t in g) for g in grouping.groups],
-          {index[t]: k for t, k in grouping.assignment.items()})
+  if tuple(grouping.tasks) != tuple(taskset.tasks):
+    raise ValueError(f"grouping of {grouping.tasks} for a TaskSet of {taskset.tasks}")
+  return grouping.indices()
 
 
 def _pair_table(results, m: int) -> np.ndarray:

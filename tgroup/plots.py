@@ -15,10 +15,16 @@ from tgroup import io  # noqa: E402
 
 
 def gains_heatmap(tasks: Sequence[str], gains: np.ndarray, groups: Sequence[Sequence[str]],
-                  path: str, title: str = "") -> None:
+                  path: str | None = None, title: str = ""):
   """Heatmap of ``gains[i, j]`` (row: source i, column: target j), groups outlined.
 
   Tasks are reordered so each group is a contiguous block on the diagonal.
+  Returns the Figure; with ``path`` it is also written as a PNG (and closed).
+
+  Examples:
+    >>> fig = gains_heatmap(["a", "b"], [[1.0, 0.5], [0.2, 1.0]], [["a", "b"]])
+    >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    ['a', 'b']
   """
   order = [t for g in groups for t in g]
   order += [t for t in tasks if t not in order]
@@ -39,11 +45,15 @@ def gains_heatmap(tasks: Sequence[str], gains: np.ndarray, groups: Sequence[Sequ
                                    edgecolor="black", linewidth=2.5))
     start += len(g)
   ax.set_title(title)
-  _save(fig, path)
+  return _finish(fig, path)
 
 
-def per_task_bars(report: Mapping, path: str, key: str = "test_loss") -> None:
-  """Grouped bars: one group of bars per task, one bar per method."""
+def per_task_bars(report: Mapping, path: str | None = None, key: str = "test_loss"):
+  """Grouped bars: one group of bars per task, one bar per method.
+
+  ``report`` is a report.json dict (``benchmark``, ``tasks``, ``methods`` with
+  ``per_task``). Returns the Figure; with ``path`` it is also written as a PNG.
+  """
   methods = report["methods"]
   tasks = report["tasks"]
   names = list(methods)
@@ -57,7 +67,14 @@ def per_task_bars(report: Mapping, path: str, key: str = "test_loss") -> None:
   ax.set_ylabel(key.replace("_", " "))
   ax.set_title(f"{report['benchmark']}: per-task {key.replace('_', ' ')} by method")
   ax.legend(fontsize="small")
-  _save(fig, path)
+  return _finish(fig, path)
+
+
+def _finish(fig, path: str | None):
+  """Writes and closes ``fig`` when a path is given (the pipeline's files); returns it."""
+  if path is not None:
+    _save(fig, path, close=True)
+  return fig
 
 
 def gains_over_time(history, path: str | None = None, title: str = "", close: bool = False):

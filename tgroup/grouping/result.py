@@ -83,6 +83,22 @@ class Grouping:
   half_size: tuple[bool, ...] | None = None
   budget: dict[str, Any] | None = None
 
+  def indices(self) -> tuple[list[tuple[int, ...]], dict[int, int]]:
+    """Groups as task-index tuples and the assignment by task index, the form
+    :func:`tgroup.evaluate.train_groups` and ``score_grouping`` take.
+
+    Examples:
+      >>> g = Grouping(tasks=("a", "b", "c"), groups=(("a", "c"), ("b",)),
+      ...              assignment={"a": 0, "b": 1, "c": 0}, objective=0.0,
+      ...              status="optimal", candidates="all", objective_name="marginal",
+      ...              constraints={})
+      >>> g.indices()
+      ([(0, 2), (1,)], {0: 0, 1: 1, 2: 0})
+    """
+    index = {t: i for i, t in enumerate(self.tasks)}
+    return ([tuple(index[t] for t in g) for g in self.groups],
+            {index[t]: k for t, k in self.assignment.items()})
+
   @property
   def total_cost(self) -> float | None:
     """The chosen networks' summed cost, with a budget; None otherwise."""
