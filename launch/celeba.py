@@ -90,8 +90,8 @@ def main(argv):
   for name, value in (("epochs", _EPOCHS.value), ("learning_rate", _LEARNING_RATE.value)):
     if not 0 < value < math.inf:  # a NaN fails this too
       raise UserError(f"--{name} must be a finite number > 0, got {value}")
-  workdir = cli.check_workdir(common.workdir())
-  cli.check_seed(common.seed())
+  workdir = common.workdir()
+  common.seed()  # checked now, before the data are built
   taskset = celeba.celeba(tasks, data_dir=data_dir, max_examples=_MAX_EXAMPLES.value,
                           width=_WIDTH.value, blocks=_BLOCKS.value, norm=_NORM.value,
                           learning_rate=_LEARNING_RATE.value, batch_size=_BATCH_SIZE.value,

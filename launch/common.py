@@ -80,7 +80,8 @@ def flag_modules():
 
 
 def seed() -> int:
-  return _SEED.value
+  """``--seed``, checked (>= 0) on every read, so no launcher can use it unchecked."""
+  return cli.check_seed(_SEED.value)
 
 
 def capped_steps(steps: int) -> int:
@@ -102,14 +103,14 @@ def pipeline_config(default_num_groups: int | None, train_steps: int,
   collect = CollectConfig(steps=steps, collect_every=_COLLECT_EVERY.value,
                           sample_tasks=_SAMPLE_TASKS.value, sample_bias=_SAMPLE_BIAS.value,
                           strategy=_STRATEGY.value, map_batch_size=_MAP_BATCH_SIZE.value,
-                          seed=_SEED.value, checkpoint_every=_CHECKPOINT_EVERY.value or None,
+                          seed=seed(), checkpoint_every=_CHECKPOINT_EVERY.value or None,
                           quiet=cli.QUIET.value)
   return pipeline.PipelineConfig(
       methods=tuple(m.strip() for m in _METHODS.value),
       constraints=constraint_flags.constraints(default_num_groups),
       principled_form=_PRINCIPLED_FORM.value,
       collect=collect,
-      eval_seeds=tuple(range(_SEED.value, _SEED.value + _EVAL_SEEDS.value)),
+      eval_seeds=tuple(range(seed(), seed() + _EVAL_SEEDS.value)),
       train_steps=steps,
       chunk_size=_CHUNK_SIZE.value,
       random_draws=_RANDOM_DRAWS.value,
@@ -124,6 +125,7 @@ def pipeline_config(default_num_groups: int | None, train_steps: int,
 
 
 def workdir() -> str:
+  """``--workdir``, checked writable before any work (:func:`launch.cli.check_workdir`)."""
   if not _WORKDIR.value:
     raise UserError("--workdir is required")
-  return _WORKDIR.value
+  return cli.check_workdir(_WORKDIR.value)

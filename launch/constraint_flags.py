@@ -8,6 +8,7 @@ from absl import flags
 
 from tgroup.errors import UserError
 from tgroup.grouping import Constraints
+from tgroup.grouping.budget import COST_MODELS
 
 _NUM_GROUPS = flags.DEFINE_integer(
     "num_groups", None, "Exact number of groups (networks). Unset: the launcher's default; "
@@ -23,7 +24,7 @@ _ALONE = flags.DEFINE_list("alone", [], "Tasks that must be trained alone: a,b."
 _BUDGET = flags.DEFINE_float("budget", None, "The chosen networks' costs (see --cost_model) "
                              "sum to at most this.")
 _COST_MODEL = flags.DEFINE_enum(
-    "cost_model", "params", ["flops", "memory", "params", "uniform"],
+    "cost_model", "params", list(COST_MODELS),
     "What a network's cost counts, measured by XLA on the compiled forward pass of the trunk "
     "plus the group's heads: flops, memory (bytes held: parameters, input batch, outputs, "
     "temporaries), params, or uniform (1 per network). --costs_file overrides it.")
@@ -66,6 +67,9 @@ def constraints(default_num_groups: int | None = None) -> Constraints:
 
 def resource_flags() -> dict:
   """The budget flags as keyword arguments of ``tgroup.pipeline.Resources``."""
+  if _BUDGET_SWEEP.value < 0 or _BUDGET_SWEEP.value == 1:
+    raise UserError(f"--budget_sweep must be 0 (none) or >= 2 budgets, "
+                    f"got {_BUDGET_SWEEP.value}")
   return {"cost_model": _COST_MODEL.value, "budget": _BUDGET.value,
           "max_network_cost": _MAX_NETWORK_COST.value,
           "allow_half_size": _ALLOW_HALF_SIZE.value, "costs_file": _COSTS_FILE.value,

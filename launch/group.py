@@ -47,7 +47,7 @@ from tgroup.errors import UserError
 from tgroup.gains.gains import Gains
 from tgroup.grouping import Grouping
 from tgroup.grouping import solve_grouping
-from tgroup.grouping.budget import Budget, costs_from_json
+from tgroup.grouping.budget import Budget, file_costs
 from tgroup.grouping.frontier import budget_frontier, frontier_json
 
 _GAINS = flags.DEFINE_string(
@@ -106,14 +106,9 @@ def _budget(tasks, resources: dict) -> Budget | None:
   if not (resources["budget"] is not None or resources["max_network_cost"] is not None
           or resources["allow_half_size"] or resources["budget_sweep"]):
     return None
-  if resources["budget_sweep"] < 0 or resources["budget_sweep"] == 1:
-    raise UserError(f"--budget_sweep must be 0 (none) or >= 2 budgets, "
-                    f"got {resources['budget_sweep']}")
   path = resources["costs_file"]
   if path:
-    costs_from_json(path, tasks, [])  # a malformed file fails before solving
-    cost = lambda g, half: float(costs_from_json(path, tasks, [g], [half])[0])
-    model = f"file {os.path.basename(path)}"
+    cost, model = file_costs(path, tasks), f"file {os.path.basename(path)}"
   elif resources["cost_model"] == "uniform":
     cost, model = (lambda g, half: 1.0), "uniform"
   else:

@@ -58,8 +58,8 @@ for _module in common.flag_modules():
 
 def main(argv):
   del argv
-  workdir = cli.check_workdir(common.workdir())
-  cli.check_seed(common.seed())
+  workdir = common.workdir()
+  common.seed()  # checked now, before the data are built
   tasks = qm9.check_tasks(t.strip() for t in _TASKS.value)
   if _TRAIN_STEPS.value < 1:
     raise UserError(f"--train_steps must be >= 1, got {_TRAIN_STEPS.value}")

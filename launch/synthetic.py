@@ -32,8 +32,8 @@ for _module in common.flag_modules():
 
 def main(argv):
   del argv
-  workdir = cli.check_workdir(common.workdir())
-  cli.check_seed(common.seed())
+  workdir = common.workdir()
+  common.seed()  # checked now, before the data are built
   if _NUM_CLUSTERS.value < 1 or _TASKS_PER_CLUSTER.value < 1:
     raise UserError("--num_clusters and --tasks_per_cluster must be >= 1")
   if not 0 <= _RHO.value < math.inf:  # a NaN fails this too

@@ -28,3 +28,19 @@ def tiny_synthetic(num_clusters=2, tasks_per_cluster=3, *, seed=0, dtype=np.floa
 @pytest.fixture
 def tiny():
   return tiny_synthetic()
+
+
+@pytest.fixture
+def saved_checkpoints(monkeypatch):
+  """step -> the bytes of the collection checkpoint written at that step, for the test's run."""
+  from tgroup import checkpoint  # pylint: disable=g-import-not-at-top
+  kept = {}
+  original_save = checkpoint.save
+
+  def keep(path, tree, record):
+    original_save(path, tree, record)
+    with open(path, "rb") as f:
+      kept[record["step"]] = f.read()
+
+  monkeypatch.setattr(checkpoint, "save", keep)
+  return kept

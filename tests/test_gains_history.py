@@ -7,7 +7,6 @@ import optax
 import pytest
 
 from conftest import tiny_synthetic
-from tgroup import checkpoint
 from tgroup import pipeline
 from tgroup import plots
 from tgroup.gains import CollectConfig, collect_gains, run_collection
@@ -124,18 +123,11 @@ def test_a_snapshot_is_the_gains_of_a_run_stopped_there():
   assert (np.diff(h.counts.sum(axis=(1, 2))) >= 0).all()
 
 
-def test_history_survives_a_resume_bitwise(tmp_path, monkeypatch):
+def test_history_survives_a_resume_bitwise(tmp_path, saved_checkpoints):
   ts = dataclasses.replace(tiny_synthetic(2, 2), optimizer=optax.adam(1e-2))
   config = CollectConfig(measures=("principled",), steps=23, collect_every=2,
                          strategy="vmap", checkpoint_every=5, quiet=True)
-  kept = {}
-  original_save = checkpoint.save
-
-  def keep(path, tree, record):
-    original_save(path, tree, record)
-    kept[record["step"]] = open(path, "rb").read()
-
-  monkeypatch.setattr(checkpoint, "save", keep)
+  kept = saved_checkpoints  # step -> a copy of the checkpoint written then
   directory = str(tmp_path / "ckpt")
   whole = run_collection(ts, config, checkpoint_dir=directory, return_history=True)[2]
   assert sorted(kept) == [5, 10, 15, 20]

@@ -151,19 +151,12 @@ class StartlessDataset:
     return self.inner.eval_batches(batch_size)
 
 
-def test_collection_resumed_from_a_checkpoint_is_bitwise_uninterrupted(tmp_path, monkeypatch):
+def test_collection_resumed_from_a_checkpoint_is_bitwise_uninterrupted(tmp_path, saved_checkpoints):
   ts = dataclasses.replace(tiny_synthetic(2, 2), optimizer=optax.adam(1e-2))
   # Task draws (rare bias) exercise the collector's PRNG key and draw counts.
   config = CollectConfig(measures=("principled",), steps=23, collect_every=2, sample_tasks=3,
                          sample_bias="rare", strategy="vmap", checkpoint_every=5, quiet=True)
-  kept = {}  # step -> a copy of the checkpoint written then
-  original_save = checkpoint.save
-
-  def keep(path, tree, record):
-    original_save(path, tree, record)
-    kept[record["step"]] = open(path, "rb").read()
-
-  monkeypatch.setattr(checkpoint, "save", keep)
+  kept = saved_checkpoints  # step -> a copy of the checkpoint written then
   directory = str(tmp_path / "ckpt")
   whole, whole_state = run_collection(ts, config, checkpoint_dir=directory, identity={"run": 1})
   assert sorted(kept) == [5, 10, 15, 20]  # none at the end: the caller saves the gains

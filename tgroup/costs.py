@@ -28,19 +28,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from tgroup.errors import UserError
-from tgroup.grouping.budget import costs_from_json
+from tgroup.grouping.budget import COST_MODELS, check_cost_model, costs_from_json
 from tgroup.tasks import TaskSet
 
-COST_MODELS = ("flops", "memory", "params", "uniform")
-__all__ = ["COST_MODELS", "NetworkCost", "costs_from_json", "half_width", "measure_network",
-           "measured_costs", "network_model"]
+__all__ = ["COST_MODELS", "NetworkCost", "check_cost_model", "costs_from_json", "half_width",
+           "measure_network", "measured_cost_fn", "measured_costs", "network_model"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +70,6 @@ class NetworkCost:
     check_cost_model(cost_model)
     return {"flops": self.flops, "memory": float(self.memory_bytes),
             "params": float(self.params), "uniform": 1.0}[cost_model]
-
-
-def check_cost_model(cost_model: str) -> str:
-  if cost_model not in COST_MODELS:
-    raise UserError(f"unknown cost model {cost_model!r}; valid: {', '.join(COST_MODELS)}")
-  return cost_model
 
 
 def network_model(taskset: TaskSet, num_heads: int, *, half_size: bool = False):
@@ -172,17 +165,27 @@ def measured_costs(taskset: TaskSet, groups: Sequence[Sequence[int]], cost_model
     >>> measured_costs(ts, [(0,), (0, 1), (2, 3), (0, 1, 2, 3)], "params").tolist()  # 544 + 17k
     [561.0, 578.0, 578.0, 612.0]
   """
-  check_cost_model(cost_model)
+  cost = measured_cost_fn(taskset, cost_model, batch_size=batch_size)
   half_size = [False] * len(groups) if half_size is None else list(half_size)
   if len(half_size) != len(groups):
     raise ValueError(f"{len(half_size)} half_size flags for {len(groups)} groups")
-  if cost_model == "uniform":
-    return np.ones(len(groups))
-  cache: dict[tuple[int, bool], NetworkCost] = {}
-  out = []
-  for group, half in zip(groups, half_size):
+  return np.asarray([cost(tuple(g), bool(h)) for g, h in zip(groups, half_size)], float)
+
+
+def measured_cost_fn(taskset: TaskSet, cost_model: str, *,
+                     batch_size: int = 256) -> Callable[[tuple[int, ...], bool], float]:
+  """``cost(group, half_size)`` under ``cost_model``, as a :class:`~tgroup.grouping.budget.Budget`
+  takes it: each distinct (size, half_size) network is compiled once, on first use."""
+  check_cost_model(cost_model)
+  measured: dict[tuple[int, bool], float] = {}
+
+  def cost(group: tuple[int, ...], half: bool) -> float:
+    if cost_model == "uniform":
+      return 1.0
     key = (len(group), bool(half))
-    if key not in cache:
-      cache[key] = measure_network(taskset, key[0], batch_size=batch_size, half_size=key[1])
-    out.append(cache[key].value(cost_model))
-  return np.asarray(out, float)
+    if key not in measured:
+      measured[key] = measure_network(taskset, key[0], batch_size=batch_size,
+                                      half_size=key[1]).value(cost_model)
+    return measured[key]
+
+  return cost

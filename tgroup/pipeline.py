@@ -45,7 +45,7 @@ from tgroup.gains import history as history_lib
 from tgroup.gains.collect import clear_checkpoint
 from tgroup.grouping import Constraints, Grouping, hoa_gains, solve_grouping, solve_measured
 from tgroup.grouping import frontier as frontier_lib
-from tgroup.grouping.budget import Budget
+from tgroup.grouping.budget import Budget, check_cost_model, file_costs
 from tgroup.netcache import MemoryCache, NetworkCache
 from tgroup.tasks import TaskSet
 
@@ -93,10 +93,7 @@ class Resources:
     return self.limits or self.budget_sweep > 0
 
   def validate(self, methods: Sequence[str]) -> None:
-    costs_lib_models = ("flops", "memory", "params", "uniform")
-    if self.cost_model not in costs_lib_models:
-      raise UserError(f"unknown cost model {self.cost_model!r}; valid: "
-                      f"{', '.join(costs_lib_models)}")
+    check_cost_model(self.cost_model)
     if self.budget_sweep < 0 or self.budget_sweep == 1:
       raise UserError(f"budget_sweep must be 0 (none) or >= 2 budgets, got {self.budget_sweep}")
     if self.cost_batch_size is not None and self.cost_batch_size < 1:
@@ -208,13 +205,17 @@ class PipelineConfig:
         raise UserError(f"{name} must be >= {low}, got {value}")
     self.resources.validate(self.methods)
     self.collect_config().validate(taskset.num_tasks)
-    # Infeasible constraints fail now, not after the collection run: the same
-    # model with zero gains is feasible exactly when the real one is.
+    self.check_feasible(taskset)
+
+  def check_feasible(self, taskset: TaskSet, budget: Budget | None = None) -> None:
+    """Infeasible constraints (and budget limits) fail now, not after the collection
+    run: the same model with zero gains is feasible exactly when the real one is."""
     zeros = np.zeros((taskset.num_tasks, taskset.num_tasks))
     for method in self.methods:
       if method in methods_lib.GAIN_METHODS or method == "hoa":
         objective, overlap = self.objective_of(method)
-        solve_grouping(list(taskset.tasks), zeros, objective, c, overlap=overlap)
+        solve_grouping(list(taskset.tasks), zeros, objective, self.constraints,
+                       overlap=overlap, budget=budget)
 
   def objective_of(self, method: str) -> tuple[str, bool]:
     """(grouping objective, overlap) of a gain method or hoa."""
@@ -252,13 +253,7 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str) -> dict
   config.validate(taskset)
   budget = _budget(taskset, config.resources)
   if budget is not None and budget.active():
-    # Infeasible limits fail before any training, as constraints do.
-    zeros = np.zeros((taskset.num_tasks, taskset.num_tasks))
-    for method in config.methods:
-      if method in methods_lib.GAIN_METHODS or method == "hoa":
-        objective, overlap = config.objective_of(method)
-        solve_grouping(list(taskset.tasks), zeros, objective, config.constraints,
-                       overlap=overlap, budget=budget)
+    config.check_feasible(taskset, budget)  # budget limits too fail before any training
   os.makedirs(workdir, exist_ok=True)
   m = taskset.num_tasks
   cache = (NetworkCache(os.path.join(workdir, "networks"), _network_identity(taskset, config))
@@ -496,21 +491,11 @@ def _budget(taskset: TaskSet, resources: Resources) -> Budget | None:
     return None
   from tgroup import costs as costs_lib  # pylint: disable=g-import-not-at-top
   if resources.costs_file:
-    path = resources.costs_file
-    costs_lib.costs_from_json(path, taskset.tasks, [])  # a malformed file fails now
-    cost = lambda group, half: float(
-        costs_lib.costs_from_json(path, taskset.tasks, [group], [half])[0])
-    model = f"file {os.path.basename(path)}"
+    cost = file_costs(resources.costs_file, taskset.tasks)
+    model = f"file {os.path.basename(resources.costs_file)}"
   else:
-    measured: dict[tuple[int, bool], float] = {}
-    batch = resources.cost_batch_size or taskset.batch_size
-
-    def cost(group, half):
-      key = (len(group), bool(half))
-      if key not in measured:
-        measured[key] = costs_lib.measure_network(
-            taskset, key[0], batch_size=batch, half_size=key[1]).value(resources.cost_model)
-      return measured[key]
+    cost = costs_lib.measured_cost_fn(taskset, resources.cost_model,
+                                      batch_size=resources.cost_batch_size or taskset.batch_size)
     model = resources.cost_model
   return Budget(cost=cost, total=resources.budget, max_network_cost=resources.max_network_cost,
                 allow_half_size=resources.allow_half_size, cost_model=model)

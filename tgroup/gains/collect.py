@@ -191,15 +191,16 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
       for name, acc in cstate.measures.items():
         snapshots[name].sums[snapshot_at[step + 1]] = np.asarray(acc.sums)
         snapshots[name].counts[snapshot_at[step + 1]] = np.asarray(acc.counts)
-    if (step + 1) % 100 == 0 or step + 1 == steps:
+    report = (step + 1) % 100 == 0 or step + 1 == steps
+    save = (saver is not None and config.checkpoint_every
+            and (step + 1) % config.checkpoint_every == 0 and step + 1 < steps)
+    if report or save:
       train.check_finite(taskset, np.asarray(losses), all_tasks, step + 1,
                          context="collection run")
+    if report:
       bar.update(step + 1)
-    if (saver is not None and config.checkpoint_every
-        and (step + 1) % config.checkpoint_every == 0 and step + 1 < steps):
+    if save:
       # Only a finite state is saved: a run that diverges keeps its last good checkpoint.
-      train.check_finite(taskset, np.asarray(losses), all_tasks, step + 1,
-                         context="collection run")
       _check_state_finite(taskset, state, cstate, batch, step + 1)
       saver.save((state, cstate, snapshots), step + 1,
                  earlier_seconds + time.perf_counter() - start)

@@ -18,11 +18,20 @@ import numpy as np
 
 from tgroup.errors import UserError
 
+# What a network's cost can count (measured by tgroup.costs; uniform: 1 each).
+COST_MODELS = ("flops", "memory", "params", "uniform")
+
 # Limit name (as the flags spell it) -> Budget field.
 _LIMITS = {"budget": "total", "max_network_cost": "max_network_cost"}
 
 # (task indices of the group, sorted; half_size) -> the network's cost.
 CostFn = Callable[[tuple[int, ...], bool], float]
+
+
+def check_cost_model(cost_model: str) -> str:
+  if cost_model not in COST_MODELS:
+    raise UserError(f"unknown cost model {cost_model!r}; valid: {', '.join(COST_MODELS)}")
+  return cost_model
 
 
 def _limit(name: str, value) -> float | None:
@@ -114,6 +123,25 @@ def costs_from_json(path: str, tasks: Sequence[str],
       syntax errors), unknown tasks, negative or non-finite costs, or a group
       left without a cost.
   """
+  cost = file_costs(path, tasks)
+  half_size = [False] * len(groups) if half_size is None else list(half_size)
+  return np.asarray([cost(tuple(g), bool(h)) for g, h in zip(groups, half_size)], float)
+
+
+def file_costs(path: str, tasks: Sequence[str]) -> CostFn:
+  """The costs file of :func:`costs_from_json`, read and checked once, as a :data:`CostFn`.
+
+  A grouping asks the cost of every candidate network; the file is not read
+  again for each.
+
+  Examples:
+    >>> import tempfile
+    >>> path = tempfile.mkstemp(suffix=".json")[1]
+    >>> _ = open(path, "w").write('{"base": 2, "per_task": {"a": 1, "b": 0.5}}')
+    >>> cost = file_costs(path, ["a", "b"])
+    >>> cost((0, 1), False), cost((1,), False)
+    (3.5, 2.5)
+  """
   try:
     with open(path) as f:
       spec = json.load(f)
@@ -130,39 +158,38 @@ def costs_from_json(path: str, tasks: Sequence[str],
       raise UserError(f"{path}: unknown task {name!r}; valid tasks: {tasks}")
     return tasks.index(name)
 
-  def cost(value, what):
+  def checked(value, what):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
         math.isfinite(value) and value >= 0):
       raise UserError(f"{path}: the cost of {what} must be a finite number >= 0, got {value!r}")
     return float(value)
 
-  base = cost(spec.get("base", 0.0), "base")
-  per_task = {index(t): cost(c, t) for t, c in _mapping(spec.get("per_task", {}), path).items()}
+  base = checked(spec.get("base", 0.0), "base")
+  per_task = {index(t): checked(c, t)
+              for t, c in _mapping(spec.get("per_task", {}), path).items()}
   explicit = {}
   for entry in spec.get("groups", []):
     if not isinstance(entry, dict) or "tasks" not in entry or "cost" not in entry:
       raise UserError(f"{path}: every 'groups' entry needs 'tasks' and 'cost', got {entry!r}")
-    explicit[frozenset(index(t) for t in entry["tasks"])] = cost(entry["cost"], entry["tasks"])
-  half_costs = {index(t): cost(c, t) for t, c in _mapping(spec.get("half_size", {}),
-                                                         path).items()}
-  half_size = [False] * len(groups) if half_size is None else list(half_size)
-  out = []
-  for group, half in zip(groups, half_size):
-    key = frozenset(group)
+    explicit[frozenset(index(t) for t in entry["tasks"])] = checked(entry["cost"],
+                                                                    entry["tasks"])
+  half_costs = {index(t): checked(c, t)
+                for t, c in _mapping(spec.get("half_size", {}), path).items()}
+
+  def cost(group: tuple[int, ...], half: bool) -> float:
     if half:
       if len(group) != 1 or group[0] not in half_costs:
         raise UserError(f"{path} gives no half-size cost for {[tasks[t] for t in group]} "
                         "(add it to 'half_size')")
-      out.append(half_costs[group[0]])
-    elif key in explicit:
-      out.append(explicit[key])
-    elif all(t in per_task for t in group):
-      out.append(base + sum(per_task[t] for t in group))
-    else:
-      names = [tasks[t] for t in group]
-      raise UserError(f"{path} gives no cost for the network {names} (add its tasks to "
-                      "'per_task' or the group to 'groups')")
-  return np.asarray(out, float)
+      return half_costs[group[0]]
+    if frozenset(group) in explicit:
+      return explicit[frozenset(group)]
+    if all(t in per_task for t in group):
+      return base + sum(per_task[t] for t in group)
+    raise UserError(f"{path} gives no cost for the network {[tasks[t] for t in group]} "
+                    "(add its tasks to 'per_task' or the group to 'groups')")
+
+  return cost
 
 
 def _mapping(value, path) -> Mapping:
