@@ -2,6 +2,7 @@
 every per-sample, per-task gradient with one ``jax.grad`` per sample and task."""
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -44,15 +45,21 @@ class SharedTwiceTrunk(nn.Module):
     return seq.reshape(seq.shape[0], -1)
 
 
-def small_taskset(trunk, inputs, m=3, seed=0):
+def small_taskset(trunk, inputs, m=3, seed=0, sample_losses=tasks_lib.squared_error):
   rng = np.random.default_rng(seed)
   labels = rng.standard_normal((len(inputs), m)).astype(np.float32)
   ds = data_lib.ArrayDataset(inputs, labels)
   return tasks_lib.TaskSet(
       name="small", tasks=tuple(f"t{i}" for i in range(m)),
       model=models.MultiTaskModel(trunk, models.DenseHead(1), m),
-      sample_losses=tasks_lib.squared_error, sample_metrics=tasks_lib.absolute_error,
+      sample_losses=sample_losses, sample_metrics=tasks_lib.absolute_error,
       train=ds, test=ds, optimizer=optax.sgd(0.1), batch_size=8)
+
+
+def coupled_squared_error(predictions, labels):
+  """Task t's loss also reads task t-1's prediction: gradients leak onto other heads."""
+  own = tasks_lib.squared_error(predictions, labels)
+  return own + 0.5 * jnp.roll(own, 1, axis=1)
 
 
 CASES = {
@@ -61,6 +68,9 @@ CASES = {
         (12, 6, 6, 1)).astype(np.float32)),
     "dense_shared_and_on_sequences": lambda: small_taskset(
         SharedTwiceTrunk(), np.random.default_rng(2).standard_normal((12, 6)).astype(np.float32)),
+    "losses_coupled_across_tasks": lambda: small_taskset(
+        models.MLPTrunk((5,)), np.random.default_rng(4).standard_normal((12, 4)).astype(np.float32),
+        sample_losses=coupled_squared_error),
 }
 
 
@@ -85,6 +95,23 @@ def test_fast_path_factorises_the_dense_layers_of_the_mlp():
   modules = {p[:-1] for p in measure._flatten(inputs)}
   # Every parameter belongs to a factorised layer: nothing is left for the exact path.
   assert modules == {("trunk", "Dense_0"), ("trunk", "Dense_1"), ("heads", "Dense_0")}
+
+
+@pytest.mark.parametrize("case", ["mlp", "cnn", "losses_coupled_across_tasks"])
+def test_task_head_shortcut_is_checked_and_exact(case):
+  """Per-task heads: m norms stand in for m² differences only where no task's
+  gradient reaches another task's head; the leak says when it does."""
+  ts = CASES[case]()
+  params = ts.init_params(jax.random.key(5))
+  batch = next(ts.train.eval_batches(8))
+  short, leak = measure._jitted(ts, params, batch, "fast", task_heads=True)
+  full, no_leak = measure._jitted(ts, params, batch, "fast", task_heads=False)
+  assert float(no_leak) == 0.0
+  if case == "losses_coupled_across_tasks":
+    assert float(leak) > 0     # landscape_dissimilarity falls back (reference test above)
+  else:
+    assert float(leak) == 0.0
+    np.testing.assert_allclose(short, full, rtol=1e-5, atol=1e-7 * float(np.abs(full).max()))
 
 
 def test_averages_initialisations_and_scales_with_the_step():
