@@ -147,3 +147,16 @@ def test_same_heads_copies_head_zero_and_is_the_default():
   independent = measure.landscape_dissimilarity(ts, num_samples=16, batch_size=8,
                                                 head_init="independent")
   assert not np.allclose(default, independent)
+
+
+def test_one_shot_and_optimised_compiles_agree(monkeypatch):
+  """A few passes compile cheaply (tgroup.one_shot), many fully; same numbers either way."""
+  ts = tiny_synthetic(2, 2)
+  got = {}
+  for limit in (0, 100):
+    monkeypatch.setattr(measure, "ONE_SHOT_PASSES", limit)
+    got[limit] = measure.landscape_dissimilarity(ts, num_samples=24, batch_size=8)
+  np.testing.assert_allclose(got[0], got[100], rtol=1e-5)
+  params = measure.same_heads(ts.init_params(jax.random.key(0)))
+  once = measure.same_heads(ts.init_params(jax.random.key(0), once=True))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), params, once)
