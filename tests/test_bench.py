@@ -1,20 +1,33 @@
 """launch.bench's landscape section runs and reports consistent figures (no timing
-assertions: performance is read off the benchmark, not tested)."""
+assertions: performance is read off the benchmark, not tested). Run as a subprocess,
+as a user would, so its absl flags stay out of the test process."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 
-from conftest import tiny_synthetic
-from launch import bench
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_landscape_figures_are_consistent():
-  ts = tiny_synthetic(2, 2)
-  ms = bench.landscape_figures(ts, rounds=1)
+def test_landscape_section_writes_consistent_figures(tmp_path):
+  out = tmp_path / "bench.json"
+  subprocess.run([sys.executable, "-m", "launch.bench", "--sections=landscape", "--rounds=1",
+                  "--num_clusters=2", "--tasks_per_cluster=2", f"--output={out}"],
+                 cwd=ROOT, check=True, capture_output=True, text=True)
+  result = json.loads(out.read_text())
+  ms = result["figures"]
   assert set(ms) == {"landscape_fast_ms", "landscape_materialized_ms",
                      "landscape_general_heads_ms", "landscape_speedup"}
   assert all(np.isfinite(v) and v > 0 for v in ms.values())
   assert np.isclose(ms["landscape_speedup"],
-                    ms["landscape_materialized_ms"] / ms["landscape_fast_ms"])
+                    ms["landscape_materialized_ms"] / ms["landscape_fast_ms"], rtol=1e-3)
+  assert result["settings"]["num_tasks"] == 4 and result["device"]
 
 
 def test_data_to_groups_runs_the_landscape_method():
-  assert bench.data_to_groups_seconds("landscape", 2, 2) > 0
+  code = "from launch import bench; print(bench.data_to_groups_seconds('landscape', 2, 2))"
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                        capture_output=True, text=True)
+  assert float(proc.stdout.split()[-1]) > 0
