@@ -85,8 +85,7 @@ def main(argv):
       print(f"prepared celeb_a in {data_dir}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     return
   tasks = celeba.ATTRIBUTES if _TASKS.value == ["all"] else celeba.check_tasks(_TASKS.value)
-  if _WORKERS.value < 1:
-    raise UserError(f"--workers must be >= 1, got {_WORKERS.value}")
+  common.check_at_least_one(_WORKERS)
   for name, value in (("epochs", _EPOCHS.value), ("learning_rate", _LEARNING_RATE.value)):
     if not 0 < value < math.inf:  # a NaN fails this too
       raise UserError(f"--{name} must be a finite number > 0, got {value}")

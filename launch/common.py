@@ -84,6 +84,13 @@ def seed() -> int:
   return cli.check_seed(_SEED.value)
 
 
+def check_at_least_one(*holders: flags.FlagHolder) -> None:
+  """A UserError naming the first of these integer flags that is below 1."""
+  for holder in holders:
+    if holder.value < 1:
+      raise UserError(f"--{holder.name} must be >= 1, got {holder.value}")
+
+
 def capped_steps(steps: int) -> int:
   """``steps``, capped by ``--max_steps``."""
   if _MAX_STEPS.value is not None and _MAX_STEPS.value < 1:
@@ -94,8 +101,7 @@ def capped_steps(steps: int) -> int:
 def pipeline_config(default_num_groups: int | None, train_steps: int,
                     run_key: dict) -> pipeline.PipelineConfig:
   """A :class:`tgroup.pipeline.PipelineConfig` from the shared flags."""
-  if _EVAL_SEEDS.value < 1:
-    raise UserError(f"--eval_seeds must be >= 1, got {_EVAL_SEEDS.value}")
+  check_at_least_one(_EVAL_SEEDS)
   if _CHECKPOINT_EVERY.value < 0:
     raise UserError(f"--checkpoint_every must be >= 0 (0: no checkpoints), "
                     f"got {_CHECKPOINT_EVERY.value}")

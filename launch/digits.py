@@ -42,7 +42,6 @@ from launch import cli
 from launch import common
 from tgroup import pipeline
 from tgroup.benchmarks import digits
-from tgroup.errors import UserError
 
 _TASKS = flags.DEFINE_list(
     "tasks", list(digits.DEFAULT_TASKS), "Comma list of digit attributes among "
@@ -65,10 +64,7 @@ def main(argv):
   workdir = common.workdir()
   common.seed()  # checked now, before the data are built
   tasks = digits.check_tasks(t.strip() for t in _TASKS.value)
-  if _TRAIN_STEPS.value < 1:
-    raise UserError(f"--train_steps must be >= 1, got {_TRAIN_STEPS.value}")
-  if _WIDTH.value < 1 or _DEPTH.value < 1:
-    raise UserError(f"--width and --depth must be >= 1, got {_WIDTH.value} and {_DEPTH.value}")
+  common.check_at_least_one(_TRAIN_STEPS, _WIDTH, _DEPTH)
   taskset = digits.digits(tasks, num_train=_NUM_TRAIN.value, width=_WIDTH.value,
                           depth=_DEPTH.value, train_steps=_TRAIN_STEPS.value)
   run_key = {"benchmark": "digits", "tasks": list(tasks), "num_train": _NUM_TRAIN.value,

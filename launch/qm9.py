@@ -61,8 +61,7 @@ def main(argv):
   workdir = common.workdir()
   common.seed()  # checked now, before the data are built
   tasks = qm9.check_tasks(t.strip() for t in _TASKS.value)
-  if _TRAIN_STEPS.value < 1:
-    raise UserError(f"--train_steps must be >= 1, got {_TRAIN_STEPS.value}")
+  common.check_at_least_one(_TRAIN_STEPS)
   low = qm9.min_subsample(batch_size=256)
   if not low <= _SUBSAMPLE.value <= qm9.NUM_MOLECULES:
     raise UserError(f"--subsample must be between {low} and {qm9.NUM_MOLECULES}, "

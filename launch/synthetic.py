@@ -34,12 +34,9 @@ def main(argv):
   del argv
   workdir = common.workdir()
   common.seed()  # checked now, before the data are built
-  if _NUM_CLUSTERS.value < 1 or _TASKS_PER_CLUSTER.value < 1:
-    raise UserError("--num_clusters and --tasks_per_cluster must be >= 1")
+  common.check_at_least_one(_NUM_CLUSTERS, _TASKS_PER_CLUSTER, _TRAIN_STEPS)
   if not 0 <= _RHO.value < math.inf:  # a NaN fails this too
     raise UserError(f"--rho must be a finite number >= 0, got {_RHO.value}")
-  if _TRAIN_STEPS.value < 1:
-    raise UserError(f"--train_steps must be >= 1, got {_TRAIN_STEPS.value}")
   taskset = synthetic.synthetic(_NUM_CLUSTERS.value, _TASKS_PER_CLUSTER.value, rho=_RHO.value,
                                 seed=common.seed(), train_steps=_TRAIN_STEPS.value)
   run_key = {"benchmark": "synthetic", "num_clusters": _NUM_CLUSTERS.value,

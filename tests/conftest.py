@@ -25,6 +25,19 @@ def tiny_synthetic(num_clusters=2, tasks_per_cluster=3, *, seed=0, dtype=np.floa
                              test=cast(ts.test))
 
 
+def error_lines(proc) -> list[str]:
+  """The ``error: ...`` lines a launcher printed to stderr."""
+  return [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+
+
+def one_line_error(proc) -> str:
+  """The one ``error:`` line of a launcher that exited 2 without a traceback."""
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  lines = error_lines(proc)
+  assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  return lines[0]
+
+
 @pytest.fixture
 def tiny():
   return tiny_synthetic()

@@ -21,6 +21,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from PIL import Image  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from conftest import one_line_error  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tgroup.benchmarks import celeba  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tgroup.errors import UserError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -218,11 +219,9 @@ def test_launcher_under_mock_data_writes_the_contract(tmp_path):
 def test_launcher_not_prepared_says_how_in_one_line(tmp_path):
   data_dir = tmp_path / "empty"
   proc = launch(f"--workdir={tmp_path / 'run'}", f"--data_dir={data_dir}", timeout=60)
-  assert proc.returncode == 2, proc.stderr[-3000:]
-  lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
-  assert len(lines) == 1 and "Traceback" not in proc.stderr
-  assert f"--data_dir={data_dir} --prepare_from=DIR" in lines[0]
-  assert "img_align_celeba.zip" in lines[0] and "identity_CelebA.txt" in lines[0]
+  line = one_line_error(proc)
+  assert f"--data_dir={data_dir} --prepare_from=DIR" in line
+  assert "img_align_celeba.zip" in line and "identity_CelebA.txt" in line
   assert not data_dir.exists()
 
 
@@ -235,10 +234,7 @@ def test_launcher_not_prepared_says_how_in_one_line(tmp_path):
 def test_launcher_user_errors_exit_2_with_one_line(prepared, tmp_path, flag, message):
   data_dir, _, _ = prepared
   proc = launch(f"--workdir={tmp_path / 'run'}", f"--data_dir={data_dir}", "--quiet", flag)
-  assert proc.returncode == 2, proc.stderr[-3000:]
-  lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
-  assert len(lines) == 1 and message in lines[0], proc.stderr[-3000:]
-  assert "Traceback" not in proc.stderr
+  assert message in one_line_error(proc), proc.stderr[-3000:]
 
 
 def test_prepare_names_missing_release_files(tmp_path):

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import one_line_error
 from tgroup.benchmarks import digits
 from tgroup.errors import UserError
 
@@ -115,10 +116,7 @@ def test_launcher_writes_the_contract_with_the_oracle(tmp_path):
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, flag, message):
   proc = launch(f"--workdir={tmp_path / 'run'}", *TINY, flag)
-  assert proc.returncode == 2, proc.stderr
-  lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
-  assert len(lines) == 1 and message in lines[0], proc.stderr
-  assert "Traceback" not in proc.stderr
+  assert message in one_line_error(proc), proc.stderr
 
 
 def test_helpshort_lists_every_flag():

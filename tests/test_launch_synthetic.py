@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from conftest import one_line_error
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--num_clusters=2", "--tasks_per_cluster=2", "--max_steps=30", "--quiet"]
 
@@ -95,10 +97,7 @@ def test_infeasible_constraints_leave_earlier_results_intact(tiny_run):
 def test_user_errors_exit_2_with_one_line(tmp_path, flag, message):
   wd = tmp_path / "run"
   proc = launch(f"--workdir={wd}", *TINY, flag)
-  assert proc.returncode == 2, proc.stderr
-  lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
-  assert len(lines) == 1 and message in lines[0], proc.stderr
-  assert "Traceback" not in proc.stderr
+  assert message in one_line_error(proc), proc.stderr
 
 
 def test_helpshort_lists_every_flag():

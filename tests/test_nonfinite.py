@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import tiny_synthetic
+from conftest import one_line_error, tiny_synthetic
 from tgroup import checkpoint
 from tgroup import evaluate
 from tgroup.errors import NonFiniteLossError
@@ -132,11 +132,9 @@ def test_the_launcher_path_prints_one_line_and_exits_2(tmp_path):
   workdir = str(tmp_path / "run")
   proc = subprocess.run([sys.executable, "-c", _LAUNCHER, workdir], cwd=ROOT,
                         capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 2, proc.stderr
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
-  assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+  line = one_line_error(proc)
   assert re.fullmatch(r"error: non-finite training loss for task 'c\d_t\d' by step 15 .*",
-                      errors[0]), errors[0]
+                      line), line
   found = [os.path.join(d, f) for d, _, fs in os.walk(workdir) for f in fs
            if f == collect_lib.CHECKPOINT_FILE]
   assert len(found) == 1  # kept for a rerun, with the last good state

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import error_lines
 from tgroup.benchmarks import qm9
 from tgroup.errors import UserError
 
@@ -26,10 +27,6 @@ ROWS = [0, 2, 60_000, 100_001, qm9.NUM_MOLECULES - 1]
 def launch(*args, env=None):
   return subprocess.run([sys.executable, "-m", "launch.qm9", *args], cwd=ROOT,
                         capture_output=True, text=True, timeout=600, env=env)
-
-
-def error_lines(proc):
-  return [l for l in proc.stderr.splitlines() if l.startswith("error:")]
 
 
 @pytest.fixture(scope="module")
