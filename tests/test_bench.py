@@ -18,11 +18,14 @@ def test_landscape_section_writes_consistent_figures(tmp_path):
                  cwd=ROOT, check=True, capture_output=True, text=True)
   result = json.loads(out.read_text())
   ms = result["figures"]
-  assert set(ms) == {"landscape_fast_ms", "landscape_materialized_ms",
-                     "landscape_general_heads_ms", "landscape_speedup"}
+  assert set(ms) == {"landscape_fast_ms", "landscape_materialized_ms", "landscape_per_task_ms",
+                     "landscape_general_heads_ms", "landscape_speedup",
+                     "landscape_speedup_per_task"}
   assert all(np.isfinite(v) and v > 0 for v in ms.values())
   assert np.isclose(ms["landscape_speedup"],
                     ms["landscape_materialized_ms"] / ms["landscape_fast_ms"], rtol=1e-3)
+  assert np.isclose(ms["landscape_speedup_per_task"],
+                    ms["landscape_materialized_ms"] / ms["landscape_per_task_ms"], rtol=1e-3)
   assert result["settings"]["num_tasks"] == 4 and result["device"]
 
 

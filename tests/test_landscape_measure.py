@@ -1,5 +1,7 @@
 """The landscape dissimilarity's fast path against a slow reference that materialises
 every per-sample, per-task gradient with one ``jax.grad`` per sample and task."""
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -62,6 +64,20 @@ def coupled_squared_error(predictions, labels):
   return own + 0.5 * jnp.roll(own, 1, axis=1)
 
 
+def weighted_vector_error(predictions, labels):
+  """Three outputs per head (C > 1): a weighted squared error against the label."""
+  err = jnp.square(predictions - labels.T[..., None]) * jnp.array([1.0, 2.0, 0.5])
+  return err.sum(-1).T
+
+
+def three_output_taskset():
+  rng = np.random.default_rng(7)
+  inputs = rng.standard_normal((12, 4)).astype(np.float32)
+  ts = small_taskset(models.MLPTrunk((5,)), inputs, sample_losses=weighted_vector_error)
+  return dataclasses.replace(ts, model=models.MultiTaskModel(models.MLPTrunk((5,)),
+                                                             models.DenseHead(3), 3))
+
+
 CASES = {
     "mlp": lambda: tiny_synthetic(2, 2),
     "cnn": lambda: small_taskset(ConvTrunk(), np.random.default_rng(1).standard_normal(
@@ -71,6 +87,7 @@ CASES = {
     "losses_coupled_across_tasks": lambda: small_taskset(
         models.MLPTrunk((5,)), np.random.default_rng(4).standard_normal((12, 4)).astype(np.float32),
         sample_losses=coupled_squared_error),
+    "three_outputs_per_head": three_output_taskset,
 }
 
 
@@ -85,6 +102,36 @@ def test_matches_the_materialised_reference(case, method):
   want = reference(ts, params, ts.train.inputs[:n], ts.train.labels[:n])
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7 * np.abs(want).max())
   assert np.abs(want).max() > 1e-3
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_shared_head_path_matches_the_materialised_reference(case):
+  """Identical heads (the default θ_0): one backward pass per head output, exact."""
+  ts = CASES[case]()
+  params = measure.same_heads(ts.init_params(jax.random.key(3)))
+  assert measure.identical_heads(ts, params)
+  got = measure.landscape_dissimilarity(ts, num_samples=12, params=params, batch_size=8)
+  want = reference(ts, params, ts.train.inputs[:12], ts.train.labels[:12])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7 * np.abs(want).max())
+  assert np.abs(want).max() > 1e-3
+  batch = next(ts.train.eval_batches(8))
+  shared, shared_leak = measure._jitted(ts, params, batch, "fast", shared_head=True)
+  per_task, leak = measure._jitted(ts, params, batch, "fast", shared_head=False)
+  np.testing.assert_allclose(shared, per_task, rtol=1e-5, atol=1e-7 * float(np.abs(per_task).max()))
+  np.testing.assert_allclose(shared_leak, leak, rtol=1e-5)
+
+
+def test_identical_heads_is_checked_on_the_values():
+  ts = tiny_synthetic(2, 2)
+  params = ts.init_params(jax.random.key(0))
+  assert not measure.identical_heads(ts, params)
+  same = measure.same_heads(params)
+  assert measure.identical_heads(ts, same)
+  nudged = jax.tree.map(np.array, same)
+  nudged["heads"]["Dense_0"]["bias"][-1] += 1e-6
+  assert not measure.identical_heads(ts, nudged)
+  # Not a MultiTaskModel: the per-task path, whatever the parameters look like.
+  assert not measure.identical_heads(dataclasses.replace(ts, model=models.MLPTrunk((4,))), same)
 
 
 def test_fast_path_factorises_the_dense_layers_of_the_mlp():
