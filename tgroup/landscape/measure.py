@@ -28,7 +28,7 @@ features, so each task's trunk gradient is one linear map applied to the
 gradient of its loss w.r.t. the head outputs (:func:`_shared_head_deltas`).
 With one output per head every trunk layer's term becomes a weight per sample
 times ``|G_i(x) − G_j(x)|``. On the synthetic benchmark (9 tasks, batch 256)
-the pass took 0.31-0.33 ms against 0.69-0.72 ms per task (``launch.bench``).
+the pass took 0.33-0.39 ms against 0.65-0.84 ms per task (``launch.bench``, three runs).
 """
 from __future__ import annotations
 
