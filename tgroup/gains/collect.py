@@ -180,7 +180,7 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
         logging.info("resuming collection at step %d/%d from %s", first, steps, saver.path)
   all_tasks = jnp.ones(taskset.num_tasks, jnp.float32)
   batches = _batches_from(taskset.train, taskset.batch_size, config.seed, first)
-  bar = progress.Progress(steps, "collect", config.quiet)
+  bar = progress.Progress(steps, "collect", config.quiet, initial=first)
   start = time.perf_counter()
   for step in range(first, steps):
     batch = next(batches)
