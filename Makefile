@@ -16,7 +16,7 @@ run: $(VENV)/bin/python
 
 test: $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
-	$(VENV)/bin/python -m pytest -q -n auto
+	$(VENV)/bin/python -m pytest -q -n auto --maxprocesses=4
 
 slow: $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
