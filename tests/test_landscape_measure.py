@@ -207,3 +207,17 @@ def test_one_shot_and_optimised_compiles_agree(monkeypatch):
   params = measure.same_heads(ts.init_params(jax.random.key(0)))
   once = measure.same_heads(ts.init_params(jax.random.key(0), once=True))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), params, once)
+
+
+def test_the_default_theta0_takes_the_shared_head_path(monkeypatch):
+  """Copied heads (the default) trace the one-backward-per-output path; independent
+  heads the per-task one."""
+  calls = []
+  real = measure._shared_head_deltas
+  monkeypatch.setattr(measure, "_shared_head_deltas", lambda *a: calls.append(1) or real(*a))
+  ts = tiny_synthetic(2, 2)   # a new TaskSet: nothing compiled for it yet
+  measure.landscape_dissimilarity(ts, num_samples=16, batch_size=8)
+  assert calls
+  calls.clear()
+  measure.landscape_dissimilarity(ts, num_samples=16, batch_size=8, head_init="independent")
+  assert not calls
