@@ -61,16 +61,22 @@ def _record_dense(next_fun, args, kwargs, context):
   return next_fun(*args, **kwargs)
 
 
+def _recorded_outputs(taskset: TaskSet, variables, batch: Batch):
+  """The model's predictions, and the recorded dense inputs."""
+  with nn.intercept_methods(_record_dense):
+    preds, state = taskset.model.apply(variables, batch.inputs, mutable=[_INPUTS])
+  return preds, state.get(_INPUTS, {})
+
+
 def _weighted_loss_sums(taskset: TaskSet, variables, batch: Batch):
   """``(m,)`` Σ_x w_x ℓ_t(x), and the recorded dense inputs.
 
   The gradient of the sums w.r.t. the per-sample output perturbations is per
   sample, since samples do not interact in the forward pass (eval mode).
   """
-  with nn.intercept_methods(_record_dense):
-    preds, state = taskset.model.apply(variables, batch.inputs, mutable=[_INPUTS])
+  preds, inputs = _recorded_outputs(taskset, variables, batch)
   per_sample = taskset.sample_losses(preds, batch.labels)
-  return jnp.asarray(batch.weights, per_sample.dtype) @ per_sample, state.get(_INPUTS, {})
+  return jnp.asarray(batch.weights, per_sample.dtype) @ per_sample, inputs
 
 
 def _dense_layers(taskset: TaskSet, params, batch: Batch):
@@ -238,12 +244,7 @@ def _shared_head_deltas(taskset: TaskSet, params, batch: Batch):
     of shape ``(B,)``), else None.
   """
   m = taskset.num_tasks
-  def outputs(pert):
-    with nn.intercept_methods(_record_dense):
-      preds, state = taskset.model.apply({"params": params, _DELTAS: pert}, batch.inputs,
-                                         mutable=[_INPUTS])
-    return preds, state.get(_INPUTS, {})
-
+  outputs = lambda pert: _recorded_outputs(taskset, {"params": params, _DELTAS: pert}, batch)
   preds, vjp_model, inputs = jax.vjp(outputs, _zero_perturbations(taskset, params, batch),
                                      has_aux=True)
   weights = jnp.asarray(batch.weights, preds.dtype)
