@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 
 from conftest import tiny_synthetic
 from tgroup import data as data_lib
@@ -221,3 +223,39 @@ def test_the_default_theta0_takes_the_shared_head_path(monkeypatch):
   calls.clear()
   measure.landscape_dissimilarity(ts, num_samples=16, batch_size=8, head_init="independent")
   assert not calls
+
+
+def mixed_vector_error(predictions, labels):
+  """Per-sample losses for ``(m, B, C)`` predictions and ``(B, m)`` labels, the C
+  outputs weighted 1, 2, 3, ..."""
+  err = jnp.square(predictions - labels.T[..., None])
+  return (err * (1.0 + jnp.arange(err.shape[-1]))).sum(-1).T
+
+
+@seed(0)
+@settings(max_examples=8, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(m=st.integers(1, 4), c=st.integers(1, 3), widths=st.lists(st.integers(2, 6), min_size=1,
+       max_size=2), n=st.integers(2, 9), coupled=st.booleans(), key=st.integers(0, 2**16))
+def test_shared_head_path_equals_the_per_task_path(m, c, widths, n, coupled, key):
+  """Any number of tasks, head outputs and trunk layers: the two fast paths agree."""
+  rng = np.random.default_rng(key)
+  ds = data_lib.ArrayDataset(rng.standard_normal((n, 3)).astype(np.float32),
+                             rng.standard_normal((n, m)).astype(np.float32))
+  losses = mixed_vector_error
+  if coupled:
+    losses = lambda p, y: mixed_vector_error(p, y) + 0.5 * jnp.roll(mixed_vector_error(p, y), 1, 1)
+  ts = tasks_lib.TaskSet(
+      name="random", tasks=tuple(f"t{i}" for i in range(m)),
+      model=models.MultiTaskModel(models.MLPTrunk(tuple(widths)), models.DenseHead(c), m),
+      sample_losses=losses, sample_metrics=tasks_lib.absolute_error, train=ds, test=ds,
+      optimizer=optax.sgd(0.1), batch_size=n)
+  params = measure.same_heads(ts.init_params(jax.random.key(key)))
+  batch = next(ts.train.eval_batches(n))
+  for task_heads in (True, False):
+    shared, shared_leak = measure._jitted(ts, params, batch, "fast", task_heads=task_heads,
+                                          shared_head=True)
+    per_task, leak = measure._jitted(ts, params, batch, "fast", task_heads=task_heads)
+    scale = float(np.abs(per_task).max()) + 1e-30
+    np.testing.assert_allclose(shared, per_task, rtol=1e-5, atol=1e-6 * scale)
+    np.testing.assert_allclose(shared_leak, leak, rtol=1e-5, atol=1e-6 * (float(leak) + 1e-30))
