@@ -60,16 +60,22 @@ def small_taskset(trunk, inputs, m=3, seed=0, sample_losses=tasks_lib.squared_er
       train=ds, test=ds, optimizer=optax.sgd(0.1), batch_size=8)
 
 
-def coupled_squared_error(predictions, labels):
+def coupled(sample_losses):
   """Task t's loss also reads task t-1's prediction: gradients leak onto other heads."""
-  own = tasks_lib.squared_error(predictions, labels)
-  return own + 0.5 * jnp.roll(own, 1, axis=1)
+  def losses(predictions, labels):
+    own = sample_losses(predictions, labels)
+    return own + 0.5 * jnp.roll(own, 1, axis=1)
+  return losses
+
+
+coupled_squared_error = coupled(tasks_lib.squared_error)
 
 
 def weighted_vector_error(predictions, labels):
-  """Three outputs per head (C > 1): a weighted squared error against the label."""
-  err = jnp.square(predictions - labels.T[..., None]) * jnp.array([1.0, 2.0, 0.5])
-  return err.sum(-1).T
+  """Per-sample losses for ``(m, B, C)`` predictions and ``(B, m)`` labels (C > 1 outputs
+  per head): a squared error against the label, the C outputs weighted 1, 2, 3, ..."""
+  err = jnp.square(predictions - labels.T[..., None])
+  return (err * (1.0 + jnp.arange(err.shape[-1]))).sum(-1).T
 
 
 def three_output_taskset():
@@ -225,26 +231,17 @@ def test_the_default_theta0_takes_the_shared_head_path(monkeypatch):
   assert not calls
 
 
-def mixed_vector_error(predictions, labels):
-  """Per-sample losses for ``(m, B, C)`` predictions and ``(B, m)`` labels, the C
-  outputs weighted 1, 2, 3, ..."""
-  err = jnp.square(predictions - labels.T[..., None])
-  return (err * (1.0 + jnp.arange(err.shape[-1]))).sum(-1).T
-
-
 @seed(0)
 @settings(max_examples=8, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(m=st.integers(1, 4), c=st.integers(1, 3), widths=st.lists(st.integers(2, 6), min_size=1,
-       max_size=2), n=st.integers(2, 9), coupled=st.booleans(), key=st.integers(0, 2**16))
-def test_shared_head_path_equals_the_per_task_path(m, c, widths, n, coupled, key):
+       max_size=2), n=st.integers(2, 9), coupled_losses=st.booleans(), key=st.integers(0, 2**16))
+def test_shared_head_path_equals_the_per_task_path(m, c, widths, n, coupled_losses, key):
   """Any number of tasks, head outputs and trunk layers: the two fast paths agree."""
   rng = np.random.default_rng(key)
   ds = data_lib.ArrayDataset(rng.standard_normal((n, 3)).astype(np.float32),
                              rng.standard_normal((n, m)).astype(np.float32))
-  losses = mixed_vector_error
-  if coupled:
-    losses = lambda p, y: mixed_vector_error(p, y) + 0.5 * jnp.roll(mixed_vector_error(p, y), 1, 1)
+  losses = coupled(weighted_vector_error) if coupled_losses else weighted_vector_error
   ts = tasks_lib.TaskSet(
       name="random", tasks=tuple(f"t{i}" for i in range(m)),
       model=models.MultiTaskModel(models.MLPTrunk(tuple(widths)), models.DenseHead(c), m),

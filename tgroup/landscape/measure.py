@@ -147,14 +147,13 @@ def fast_dissimilarity_sum(taskset: TaskSet, params, batch: Batch, *,
   """
   m = taskset.num_tasks
   if shared_head:
-    flat_inputs, trunk_deltas, head_deltas, scale = _shared_head_deltas(taskset, params, batch)
+    flat_inputs, deltas, scale = _shared_head_deltas(taskset, params, batch)
   else:
-    flat_inputs, deltas = _per_task_deltas(taskset, params, batch)
-    trunk_deltas = {k: v for k, v in deltas.items() if k[0] != "heads"}
-    head_deltas = {k: v for k, v in deltas.items() if k[0] == "heads"}
-    scale = None
+    (flat_inputs, deltas), scale = _per_task_deltas(taskset, params, batch), None
   flat_params = _flatten(params)
   fast_modules = {path[:-1] for path, recorded in flat_inputs.items() if len(recorded) == 1}
+  trunk_modules = sorted(module for module in fast_modules if module[0] != "heads")
+  head_modules = sorted(module for module in fast_modules if module[0] == "heads")
 
   def weight(module):
     """``‖a‖_1 + 1`` per sample (the 1 if the layer has a bias): ``(..., B, 1)``."""
@@ -174,17 +173,12 @@ def fast_dissimilarity_sum(taskset: TaskSet, params, batch: Batch, *,
     # task-free v, so its term is (‖a‖_1 + 1)‖v‖_1·|G_i(x) − G_j(x)|: all of them
     # fold into one weight per sample (see _shared_head_deltas).
     g_sum, norms = scale
-    per_sample = sum(weight(module)[..., 0] * norms[module]
-                     for module in sorted(fast_modules) if module[0] != "heads")
+    per_sample = sum(weight(module)[..., 0] * norms[module] for module in trunk_modules)
     scaled.append((g_sum * per_sample).reshape(m, -1))
   else:
-    for module in sorted(fast_modules):
-      if module[0] != "heads":
-        scaled.append((trunk_deltas[module] * weight(module)).reshape(m, -1))
-  for module in sorted(fast_modules):
-    if module[0] != "heads":
-      continue
-    delta = head_deltas[module]                     # (m tasks, m heads, B, out)
+    scaled += [(deltas[module] * weight(module)).reshape(m, -1) for module in trunk_modules]
+  for module in head_modules:
+    delta = deltas[module]                          # (m tasks, m heads, B, out)
     w = weight(module)                              # (m heads, B, 1)
     if task_heads and delta.shape[:2] == (m, m):
       own = jnp.abs(jnp.diagonal(delta, axis1=0, axis2=1) * jnp.moveaxis(w, 0, -1))
@@ -237,11 +231,11 @@ def _shared_head_deltas(taskset: TaskSet, params, batch: Batch):
   layer and only ``‖v(x)‖_1`` is kept.
 
   Returns:
-    ``(inputs, trunk_deltas, head_deltas, scale)``: ``trunk_deltas`` maps a dense
-    trunk module to ``(m, B, out)`` (empty when C = 1), ``head_deltas`` a dense
-    head module to ``(m tasks, m heads, B, out)``, and ``scale`` is ``(G, norms)``
-    when C = 1 (``G`` of shape ``(m, B)``, ``norms`` a trunk module's ``‖v‖_1``
-    of shape ``(B,)``), else None.
+    ``(inputs, deltas, scale)``: ``deltas`` maps a dense head module to ``(m tasks,
+    m heads, B, out)`` and, when C > 1, a dense trunk module to ``(m, B, out)``
+    (as :func:`_per_task_deltas` does); ``scale`` is ``(G, norms)`` when C = 1
+    (``G`` of shape ``(m, B)``, ``norms`` a trunk module's ``‖v‖_1`` of shape
+    ``(B,)``), else None.
   """
   m = taskset.num_tasks
   outputs = lambda pert: _recorded_outputs(taskset, {"params": params, _DELTAS: pert}, batch)
@@ -260,17 +254,17 @@ def _shared_head_deltas(taskset: TaskSet, params, batch: Batch):
   (maps,) = jax.vmap(vjp_model)(units.reshape((c,) + preds.shape))
   maps = {k[:-1]: v for k, v in _flatten(maps).items()}          # (C, [heads,] B, out)
   g_sum = g.sum(1)                                                # (m, B, C)
-  trunk, heads, norms = {}, {}, {}
+  deltas, norms = {}, {}
   for module, v in maps.items():
     if module[0] == "heads":
       # Head 0's map serves every head; head h's δ for task t is that map of g[t, h].
-      heads[module] = jnp.einsum("thbc,cbo->thbo", g, v[:, 0])
+      deltas[module] = jnp.einsum("thbc,cbo->thbo", g, v[:, 0])
     elif c == 1:
       norms[module] = jnp.abs(v[0]).sum(-1)
     else:
-      trunk[module] = jnp.einsum("tbc,cbo->tbo", g_sum, v)
+      deltas[module] = jnp.einsum("tbc,cbo->tbo", g_sum, v)
   scale = (g_sum[..., 0], norms) if c == 1 else None
-  return _flatten(inputs), trunk, heads, scale
+  return _flatten(inputs), deltas, scale
 
 
 def _exact_sum(taskset: TaskSet, params, batch: Batch, paths: set, chunk_size: int):
@@ -404,10 +398,10 @@ def landscape_dissimilarity(taskset: TaskSet, *, num_samples: int = 256,
       starts = [same_heads(p) for p in starts]
   total = np.zeros((taskset.num_tasks, taskset.num_tasks))
   task_heads = True
-  shared = [identical_heads(taskset, theta) for theta in starts]
   passes = -(-n // batch_size) * len(starts)
   run = _jitted_once if passes <= ONE_SHOT_PASSES else _jitted
-  for theta, shared_head in zip(starts, shared):
+  for theta in starts:
+    shared_head = identical_heads(taskset, theta)
     seen = 0
     for batch in taskset.train.eval_batches(batch_size):
       if seen >= n:
