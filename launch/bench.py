@@ -39,6 +39,11 @@ Landscape (training-free) figures, same model and batch:
   principled_to_groups_s       the same for principled gains (the 2000-step collection
                                run, then the MIP)
   end_to_end_speedup           principled_to_groups_s / landscape_to_groups_s (target >= 5)
+  *_to_groups_{trace,lower,compile,other}_s
+                               where a cold run's seconds go (from JAX's monitoring
+                               events): tracing Python into jaxprs, lowering to
+                               StableHLO, XLA compilation, and the rest (running
+                               the programs, eager ops, host work such as the MIP)
   *_cached_s, end_to_end_speedup_cached
                                the same in a fresh process whose compiled programs
                                come from JAX's persistent cache, filled by an earlier
@@ -175,24 +180,41 @@ def landscape_figures(ts, rounds: int) -> dict[str, float]:
   return ms
 
 
-def data_to_groups_seconds(method: str, num_clusters: int, tasks_per_cluster: int) -> float:
-  """Wall time from data to groups with one method, in this process.
+def data_to_groups_seconds(method: str, num_clusters: int, tasks_per_cluster: int, *,
+                           by_program: bool = False) -> dict:
+  """Wall time from data to groups with one method, in this process, and its parts.
 
   Imports and JAX's backend start-up come before the clock starts; compilation
   (or loading compiled programs from a persistent cache) is inside it.
+
+  Returns:
+    ``total_s``, and of it the seconds spent tracing Python into jaxprs
+    (``trace_s``), lowering them to StableHLO (``lower_s``) and compiling or
+    loading from the cache (``compile_s``), from JAX's monitoring events;
+    ``other_s`` is the rest: running the programs, eager ops and host work.
+    With ``by_program``, also ``programs``: the three stages per jitted
+    function, slowest first.
   """
   importlib.import_module("sklearn.mixture")  # the import is not part of the figure
   jax.block_until_ready(jnp.zeros(1) + 1)
-  start = time.perf_counter()
-  ts = synthetic.synthetic(num_clusters, tasks_per_cluster)
-  if method == "landscape":
-    d = landscape_measure.landscape_dissimilarity(ts, num_samples=256, batch_size=ts.batch_size)
-    landscape_cluster.landscape_groups(d, ts.tasks, jax.random.key(0), num_groups=num_clusters)
-  else:
-    gains, _ = run_collection(ts, CollectConfig(measures=("principled",), quiet=True))
-    solve_grouping(ts.tasks, gains["principled"].gains, "principled",
-                   Constraints(num_groups=num_clusters))
-  return time.perf_counter() - start
+  with benchmarking.compile_stage_seconds() as stages:
+    start = time.perf_counter()
+    ts = synthetic.synthetic(num_clusters, tasks_per_cluster)
+    if method == "landscape":
+      d = landscape_measure.landscape_dissimilarity(ts, num_samples=256,
+                                                    batch_size=ts.batch_size)
+      landscape_cluster.landscape_groups(d, ts.tasks, jax.random.key(0),
+                                         num_groups=num_clusters)
+    else:
+      gains, _ = run_collection(ts, CollectConfig(measures=("principled",), quiet=True))
+      solve_grouping(ts.tasks, gains["principled"].gains, "principled",
+                     Constraints(num_groups=num_clusters))
+    total = time.perf_counter() - start
+  seconds = stages.seconds()
+  result = {"total_s": total, **seconds, "other_s": total - sum(seconds.values())}
+  if by_program:
+    result["programs"] = stages.by_program()
+  return result
 
 
 def end_to_end_figures(num_clusters: int, tasks_per_cluster: int) -> dict[str, float]:
@@ -201,19 +223,23 @@ def end_to_end_figures(num_clusters: int, tasks_per_cluster: int) -> dict[str, f
   filled (what a second launch of the same problem costs). The cold run has no
   cache at all: with one, it would also pay for serialising every program."""
   fig = {}
-  code = "from launch import bench; print(bench.data_to_groups_seconds({!r}, {}, {}))"
-  run = lambda method, env: float(subprocess.run(
+  code = ("import json; from launch import bench; "
+          "print(json.dumps(bench.data_to_groups_seconds({!r}, {}, {})))")
+  run = lambda method, env: json.loads(subprocess.run(
       [sys.executable, "-c", code.format(method, num_clusters, tasks_per_cluster)], env=env,
-      check=True, capture_output=True, text=True).stdout.split()[-1])
+      check=True, capture_output=True, text=True).stdout.splitlines()[-1])
   plain = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
   for method in ("landscape", "principled"):
-    fig[f"{method}_to_groups_s"] = run(method, plain)
+    cold = run(method, plain)
+    fig[f"{method}_to_groups_s"] = cold["total_s"]
+    for part in ("trace", "lower", "compile", "other"):
+      fig[f"{method}_to_groups_{part}_s"] = cold[f"{part}_s"]
     with tempfile.TemporaryDirectory() as cache:
       env = dict(plain, JAX_COMPILATION_CACHE_DIR=cache,
                  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
       run(method, env)
-      fig[f"{method}_to_groups_cached_s"] = run(method, env)
+      fig[f"{method}_to_groups_cached_s"] = run(method, env)["total_s"]
   fig["end_to_end_speedup"] = fig["principled_to_groups_s"] / fig["landscape_to_groups_s"]
   fig["end_to_end_speedup_cached"] = (fig["principled_to_groups_cached_s"]
                                       / fig["landscape_to_groups_cached_s"])

@@ -29,8 +29,16 @@ def test_landscape_section_writes_consistent_figures(tmp_path):
   assert result["settings"]["num_tasks"] == 4 and result["device"]
 
 
-def test_data_to_groups_runs_the_landscape_method():
-  code = "from launch import bench; print(bench.data_to_groups_seconds('landscape', 2, 2))"
+def test_data_to_groups_runs_the_landscape_method_and_splits_its_time():
+  code = ("import json; from launch import bench; "
+          "print(json.dumps(bench.data_to_groups_seconds('landscape', 2, 2)))")
   proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
                         capture_output=True, text=True)
-  assert float(proc.stdout.split()[-1]) > 0
+  parts = json.loads(proc.stdout.splitlines()[-1])
+  assert set(parts) == {"total_s", "trace_s", "lower_s", "compile_s", "other_s"}
+  assert parts["total_s"] > 0
+  # A cold process compiles the landscape programs, so each stage took time,
+  # and the stages are parts of the total, not more.
+  assert all(parts[k] > 0 for k in ("trace_s", "lower_s", "compile_s"))
+  assert parts["other_s"] >= 0
+  assert np.isclose(sum(v for k, v in parts.items() if k != "total_s"), parts["total_s"])
