@@ -38,7 +38,9 @@ def test_data_to_groups_runs_the_landscape_method_and_splits_its_time():
   assert set(parts) == {"total_s", "trace_s", "lower_s", "compile_s", "other_s"}
   assert parts["total_s"] > 0
   # A cold process compiles the landscape programs, so each stage took time,
-  # and the stages are parts of the total, not more.
+  # the stages fit inside the total, and they do not overlap: with "other" being
+  # what no stage covers, the four add up to the total only if no time is
+  # counted under two stages.
   assert all(parts[k] > 0 for k in ("trace_s", "lower_s", "compile_s"))
   assert parts["other_s"] >= 0
   assert np.isclose(sum(v for k, v in parts.items() if k != "total_s"), parts["total_s"])
