@@ -66,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tgroup import benchmarking
+from launch import bench_timing
 from tgroup import io
 from tgroup import train
 from tgroup.benchmarks import synthetic
@@ -155,7 +155,7 @@ def collection_figures(ts, rounds: int, map_batch_size: int, sweep: list[int]
     fns[f"floor_map_b{b}"] = floor("map", b)
   for b in sweep:
     fns[f"principled_lax_map_b{b}_ms"] = collector(("principled",), "map", b)
-  ms = benchmarking.time_interleaved(fns, rounds=rounds)
+  ms = bench_timing.time_interleaved(fns, rounds=rounds)
   best = min(ms["principled_lax_map_ms"], ms["principled_vmap_ms"])
   ms["floor_ms"] = min(ms.pop(k) for k in list(ms) if k.startswith("floor_"))
   ms["principled_over_floor"] = best / ms["floor_ms"]
@@ -173,7 +173,7 @@ def landscape_figures(ts, rounds: int) -> dict[str, float]:
          "landscape_materialized_ms": functools.partial(run, "materialized"),
          "landscape_per_task_ms": functools.partial(run, "fast"),
          "landscape_general_heads_ms": functools.partial(run, "fast", task_heads=False)}
-  ms = benchmarking.time_interleaved(fns, rounds=rounds)
+  ms = bench_timing.time_interleaved(fns, rounds=rounds)
   ms["landscape_speedup"] = ms["landscape_materialized_ms"] / ms["landscape_fast_ms"]
   ms["landscape_speedup_per_task"] = (ms["landscape_materialized_ms"]
                                       / ms["landscape_per_task_ms"])
@@ -197,7 +197,7 @@ def data_to_groups_seconds(method: str, num_clusters: int, tasks_per_cluster: in
   """
   importlib.import_module("sklearn.mixture")  # the import is not part of the figure
   jax.block_until_ready(jnp.zeros(1) + 1)
-  with benchmarking.compile_stage_seconds() as stages:
+  with bench_timing.compile_stage_seconds() as stages:
     start = time.perf_counter()
     ts = synthetic.synthetic(num_clusters, tasks_per_cluster)
     if method == "landscape":
@@ -206,13 +206,13 @@ def data_to_groups_seconds(method: str, num_clusters: int, tasks_per_cluster: in
       landscape_cluster.landscape_groups(d, ts.tasks, jax.random.key(0),
                                          num_groups=num_clusters)
     else:
-      gains, _ = run_collection(ts, CollectConfig(measures=("principled",), quiet=True))
+      gains = run_collection(ts, CollectConfig(measures=("principled",), quiet=True)).gains
       solve_grouping(ts.tasks, gains["principled"].gains, "principled",
                      Constraints(num_groups=num_clusters))
     total = time.perf_counter() - start
   # The rest is what no stage covers; the stages' own sum would count twice any
   # stage nested in another (none was seen: tests/test_bench.py checks they add up).
-  covered = benchmarking.union_seconds([(a, b) for _, _, a, b in stages.spans])
+  covered = bench_timing.union_seconds([(a, b) for _, _, a, b in stages.spans])
   result = {"total_s": total, **stages.seconds(), "other_s": total - covered}
   if by_program:
     result["programs"] = stages.by_program()
@@ -267,7 +267,7 @@ def main(argv):
     figures.update(landscape_figures(ts, _ROUNDS.value))
   if "end_to_end" in sections:
     figures.update(end_to_end_figures(_CLUSTERS.value, _TASKS_PER_CLUSTER.value))
-  result = {"device": benchmarking.device_description(),
+  result = {"device": bench_timing.device_description(),
             "figures": {k: round(v, 4) for k, v in figures.items()},
             "settings": {"batch_size": _BATCH_SIZE.value, "num_tasks": ts.num_tasks,
                          "rounds": _ROUNDS.value, "map_batch_size": _MAP_BATCH_SIZE.value,

@@ -46,6 +46,7 @@ from launch import common
 from tgroup import pipeline
 from tgroup.benchmarks import celeba
 from tgroup.errors import UserError
+from tgroup.tasks import TaskSet
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "~/tensorflow_datasets", "TensorFlow Datasets "
                                 "directory holding celeb_a prepared as array_record files.")
@@ -84,25 +85,26 @@ def main(argv):
     if not cli.QUIET.value:
       print(f"prepared celeb_a in {data_dir}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     return
+  workdir = common.workdir()
+  pipeline.run_pipeline(*build(), workdir)
+
+
+def build() -> tuple[TaskSet, pipeline.PipelineConfig]:
+  """The TaskSet and settings the flags describe, every flag checked."""
   tasks = celeba.ATTRIBUTES if _TASKS.value == ["all"] else celeba.check_tasks(_TASKS.value)
   common.check_at_least_one(_WORKERS)
   for name, value in (("epochs", _EPOCHS.value), ("learning_rate", _LEARNING_RATE.value)):
     if not 0 < value < math.inf:  # a NaN fails this too
       raise UserError(f"--{name} must be a finite number > 0, got {value}")
-  workdir = common.workdir()
   common.seed()  # checked now, before the data are built
+  data_dir = _expand(_DATA_DIR.value)
   taskset = celeba.celeba(tasks, data_dir=data_dir, max_examples=_MAX_EXAMPLES.value,
                           width=_WIDTH.value, blocks=_BLOCKS.value, norm=_NORM.value,
                           learning_rate=_LEARNING_RATE.value, batch_size=_BATCH_SIZE.value,
                           epochs=_EPOCHS.value, workers=_WORKERS.value, cache=_CACHE.value)
-  run_key = {"benchmark": "celeba", "tasks": list(tasks), "max_examples": _MAX_EXAMPLES.value,
-             "epochs": _EPOCHS.value, "batch_size": _BATCH_SIZE.value,
-             "learning_rate": _LEARNING_RATE.value, "width": _WIDTH.value,
-             "blocks": _BLOCKS.value, "norm": _NORM.value, "seed": common.seed()}
   # Fewer groups than tasks, so the default grouping is never STL itself.
   num_groups = max(1, min(_NUM_GROUPS, len(tasks) - 1))
-  config = common.pipeline_config(num_groups, taskset.train_steps, run_key)
-  pipeline.run_pipeline(taskset, config, workdir)
+  return taskset, common.pipeline_config(num_groups, taskset.train_steps)
 
 
 def _expand(path: str) -> str:

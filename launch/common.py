@@ -7,6 +7,7 @@ A launcher defines its benchmark's flags, adopts these as key flags (so
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
 from absl import flags
 
@@ -15,6 +16,9 @@ from launch import constraint_flags
 from tgroup import pipeline
 from tgroup.errors import UserError
 from tgroup.gains import CollectConfig
+from tgroup.methods import LandscapeConfig
+from tgroup.resources import Resources
+from tgroup.tasks import TaskSet
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (created if missing); a "
                                "rerun with the same flags reuses its saved gains and networks.")
@@ -98,9 +102,13 @@ def capped_steps(steps: int) -> int:
   return min(steps, _MAX_STEPS.value) if _MAX_STEPS.value else steps
 
 
-def pipeline_config(default_num_groups: int | None, train_steps: int,
-                    run_key: dict) -> pipeline.PipelineConfig:
-  """A :class:`tgroup.pipeline.PipelineConfig` from the shared flags."""
+def pipeline_config(default_num_groups: int | None, train_steps: int) -> pipeline.PipelineConfig:
+  """A :class:`tgroup.pipeline.PipelineConfig` from the shared flags.
+
+  Nothing here names the run: saved gains and networks are reused by an
+  identity derived from the TaskSet's definition and these settings
+  (:mod:`tgroup.identity`).
+  """
   check_at_least_one(_EVAL_SEEDS)
   if _CHECKPOINT_EVERY.value < 0:
     raise UserError(f"--checkpoint_every must be >= 0 (0: no checkpoints), "
@@ -121,13 +129,25 @@ def pipeline_config(default_num_groups: int | None, train_steps: int,
       chunk_size=_CHUNK_SIZE.value,
       random_draws=_RANDOM_DRAWS.value,
       max_oracle_networks=_MAX_ORACLE_NETWORKS.value,
-      landscape_samples=_LANDSCAPE_SAMPLES.value,
-      landscape_inits=_LANDSCAPE_INITS.value,
-      landscape_knn=_LANDSCAPE_KNN.value,
-      landscape_head_init=_LANDSCAPE_HEAD_INIT.value,
+      landscape=LandscapeConfig(samples=_LANDSCAPE_SAMPLES.value, inits=_LANDSCAPE_INITS.value,
+                                knn=_LANDSCAPE_KNN.value, head_init=_LANDSCAPE_HEAD_INIT.value),
       quiet=cli.QUIET.value,
-      run_key=run_key,
-      resources=pipeline.Resources(**constraint_flags.resource_flags()))
+      resources=Resources(**constraint_flags.resource_flags()))
+
+
+def run(build: Callable[[], tuple[TaskSet, pipeline.PipelineConfig]]) -> None:
+  """A benchmark launcher's whole ``__main__``: ``--workdir`` checked, ``build()``, the pipeline.
+
+  The workdir is checked before ``build`` reads any data, so a typo in it costs
+  nothing; errors a user can cause end as one line and exit status 2
+  (:func:`launch.cli.run`).
+  """
+  def main(argv):
+    del argv
+    where = workdir()
+    pipeline.run_pipeline(*build(), where)
+
+  cli.run(main)
 
 
 def workdir() -> str:

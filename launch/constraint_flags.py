@@ -66,7 +66,7 @@ def constraints(default_num_groups: int | None = None) -> Constraints:
 
 
 def resource_flags() -> dict:
-  """The budget flags as keyword arguments of ``tgroup.pipeline.Resources``."""
+  """The budget flags as keyword arguments of ``tgroup.resources.Resources``."""
   if _BUDGET_SWEEP.value < 0 or _BUDGET_SWEEP.value == 1:
     raise UserError(f"--budget_sweep must be 0 (none) or >= 2 budgets, "
                     f"got {_BUDGET_SWEEP.value}")

@@ -38,10 +38,10 @@ added by ``--tasks`` (2^m − 1 networks); larger ``--num_train``, ``--width`` a
 """
 from absl import flags
 
-from launch import cli
 from launch import common
 from tgroup import pipeline
 from tgroup.benchmarks import digits
+from tgroup.tasks import TaskSet
 
 _TASKS = flags.DEFINE_list(
     "tasks", list(digits.DEFAULT_TASKS), "Comma list of digit attributes among "
@@ -59,20 +59,16 @@ for _module in common.flag_modules():
   flags.adopt_module_key_flags(_module)
 
 
-def main(argv):
-  del argv
-  workdir = common.workdir()
+def build() -> tuple[TaskSet, pipeline.PipelineConfig]:
+  """The TaskSet and settings the flags describe, every flag checked."""
   common.seed()  # checked now, before the data are built
   tasks = digits.check_tasks(t.strip() for t in _TASKS.value)
   common.check_at_least_one(_TRAIN_STEPS, _WIDTH, _DEPTH)
   taskset = digits.digits(tasks, num_train=_NUM_TRAIN.value, width=_WIDTH.value,
                           depth=_DEPTH.value, train_steps=_TRAIN_STEPS.value)
-  run_key = {"benchmark": "digits", "tasks": list(tasks), "num_train": _NUM_TRAIN.value,
-             "width": _WIDTH.value, "depth": _DEPTH.value, "seed": common.seed()}
-  config = common.pipeline_config(min(_NUM_GROUPS_DEFAULT, len(tasks)), _TRAIN_STEPS.value,
-                                  run_key)
-  pipeline.run_pipeline(taskset, config, workdir)
+  return taskset, common.pipeline_config(min(_NUM_GROUPS_DEFAULT, len(tasks)),
+                                         _TRAIN_STEPS.value)
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  common.run(build)

@@ -29,11 +29,11 @@ Larger setting, for an accelerator (not measured):
 """
 from absl import flags
 
-from launch import cli
 from launch import common
 from tgroup import pipeline
 from tgroup.benchmarks import qm9
 from tgroup.errors import UserError
+from tgroup.tasks import TaskSet
 
 _SUBSAMPLE = flags.DEFINE_integer(
     "subsample", 20_000, f"Molecules used (at most {qm9.NUM_MOLECULES}), split 80/10/10 into "
@@ -56,9 +56,8 @@ for _module in common.flag_modules():
   flags.adopt_module_key_flags(_module)
 
 
-def main(argv):
-  del argv
-  workdir = common.workdir()
+def build() -> tuple[TaskSet, pipeline.PipelineConfig]:
+  """The TaskSet and settings the flags describe, every flag checked."""
   common.seed()  # checked now, before the data are built
   tasks = qm9.check_tasks(t.strip() for t in _TASKS.value)
   common.check_at_least_one(_TRAIN_STEPS)
@@ -67,17 +66,13 @@ def main(argv):
     raise UserError(f"--subsample must be between {low} and {qm9.NUM_MOLECULES}, "
                     f"got {_SUBSAMPLE.value}")
   qm9.require_data_dir()
-  steps = common.capped_steps(_TRAIN_STEPS.value)
-  num_groups = min(_NUM_GROUPS_DEFAULT, len(tasks))
-  run_key = {"benchmark": "qm9", "subsample": _SUBSAMPLE.value, "tasks": list(tasks),
-             "model": _MODEL.value, "atom_reference": _ATOM_REFERENCE.value,
-             "seed": common.seed()}
-  config = common.pipeline_config(num_groups, _TRAIN_STEPS.value, run_key)
+  config = common.pipeline_config(min(_NUM_GROUPS_DEFAULT, len(tasks)), _TRAIN_STEPS.value)
   # The learning-rate schedule spans the steps actually run (--max_steps included).
   taskset = qm9.qm9(_SUBSAMPLE.value, tasks, model=_MODEL.value,
-                    atom_reference=_ATOM_REFERENCE.value, train_steps=steps)
-  pipeline.run_pipeline(taskset, config, workdir)
+                    atom_reference=_ATOM_REFERENCE.value,
+                    train_steps=common.capped_steps(_TRAIN_STEPS.value))
+  return taskset, config
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  common.run(build)

@@ -33,7 +33,8 @@ from absl import flags
 
 from launch import cli
 from tgroup.errors import UserError
-from tgroup.grouping import tables
+from tgroup.grouping.network_selection import APPROXIMATIONS, select_networks
+from tgroup.grouping.network_table import read_table
 
 _TABLE = flags.DEFINE_string(
     "table", None, "The loss table to select on (e.g. validation losses), in Standley's "
@@ -47,7 +48,7 @@ _BUDGET = flags.DEFINE_float(
     "budget", None, "The most the chosen networks may cost together (> 0): a half-size "
     "network costs 0.5, a full-size one 1. Required.")
 _APPROXIMATION = flags.DEFINE_enum(
-    "approximation", "none", list(tables.APPROXIMATIONS),
+    "approximation", "none", list(APPROXIMATIONS),
     "none: select on the table's losses; hoa: on Standley's higher-order approximation "
     "(a network of 3+ tasks predicted from the pair networks; needs every pair).")
 _OUTPUT = flags.DEFINE_string(
@@ -85,10 +86,10 @@ def main(argv):
     raise UserError(f"--budget must be > 0 and finite, got {_BUDGET.value:g}")
   if _TIME_LIMIT_S.value is not None and not _TIME_LIMIT_S.value > 0:
     raise UserError(f"--time_limit_s must be > 0, got {_TIME_LIMIT_S.value:g}")
-  table = tables.read_table(_TABLE.value)
-  test_table = tables.read_table(_TEST_TABLE.value) if _TEST_TABLE.value else None
-  result = tables.select_networks(table, _BUDGET.value, _APPROXIMATION.value, test_table,
-                                  time_limit_s=_TIME_LIMIT_S.value)
+  table = read_table(_TABLE.value)
+  test_table = read_table(_TEST_TABLE.value) if _TEST_TABLE.value else None
+  result = select_networks(table, _BUDGET.value, _APPROXIMATION.value, test_table,
+                           time_limit_s=_TIME_LIMIT_S.value)
   cli.emit(result, _summary(result), _OUTPUT.value)
 
 

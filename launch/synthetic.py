@@ -14,11 +14,11 @@ import math
 
 from absl import flags
 
-from launch import cli
 from launch import common
 from tgroup import pipeline
 from tgroup.benchmarks import synthetic
 from tgroup.errors import UserError
+from tgroup.tasks import TaskSet
 
 _NUM_CLUSTERS = flags.DEFINE_integer("num_clusters", 3, "Planted clusters.")
 _TASKS_PER_CLUSTER = flags.DEFINE_integer("tasks_per_cluster", 3, "Tasks per cluster.")
@@ -30,21 +30,16 @@ for _module in common.flag_modules():
   flags.adopt_module_key_flags(_module)
 
 
-def main(argv):
-  del argv
-  workdir = common.workdir()
+def build() -> tuple[TaskSet, pipeline.PipelineConfig]:
+  """The TaskSet and settings the flags describe, every flag checked."""
   common.seed()  # checked now, before the data are built
   common.check_at_least_one(_NUM_CLUSTERS, _TASKS_PER_CLUSTER, _TRAIN_STEPS)
   if not 0 <= _RHO.value < math.inf:  # a NaN fails this too
     raise UserError(f"--rho must be a finite number >= 0, got {_RHO.value}")
   taskset = synthetic.synthetic(_NUM_CLUSTERS.value, _TASKS_PER_CLUSTER.value, rho=_RHO.value,
                                 seed=common.seed(), train_steps=_TRAIN_STEPS.value)
-  run_key = {"benchmark": "synthetic", "num_clusters": _NUM_CLUSTERS.value,
-             "tasks_per_cluster": _TASKS_PER_CLUSTER.value, "rho": _RHO.value,
-             "seed": common.seed()}
-  config = common.pipeline_config(_NUM_CLUSTERS.value, _TRAIN_STEPS.value, run_key)
-  pipeline.run_pipeline(taskset, config, workdir)
+  return taskset, common.pipeline_config(_NUM_CLUSTERS.value, _TRAIN_STEPS.value)
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  common.run(build)

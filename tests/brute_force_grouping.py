@@ -4,6 +4,7 @@ Written from the definitions, sharing no code with tgroup.grouping except the
 Constraints container (read field by field here, never its helpers), so that
 agreement with the MIP means something. Slow on purpose; m <= 8 (partitions)
 and m <= 5 (covers), except :func:`best_cover_by_blocks`.
+:func:`network_choices` does the same for a table of trained networks.
 """
 from __future__ import annotations
 
@@ -98,6 +99,43 @@ def _allowed_subsets(tasks, objective, constraints):
   return out
 
 
+def _every_service(options):
+  """Every way to pick, for each task, one network to serve it.
+
+  ``options[t]`` lists ``(network, score)`` for the networks that may serve
+  task t (a network is any int key). The enumeration is vectorised with NumPy
+  broadcasting, one axis per task.
+
+  Returns:
+    ``(total, picked, first)``: the summed score of every pick, the network
+    each task picked, and whether task t is the first to pick its network
+    (so the chosen networks are those with ``first`` set), all broadcast.
+  """
+  m = len(options)
+  axes = [np.arange(len(o)).reshape([-1 if u == t else 1 for u in range(m)])
+          for t, o in enumerate(options)]
+  scores = [np.array([score for _, score in o]) for o in options]
+  keys = [np.array([network for network, _ in o]) for o in options]
+  total = sum(scores[t][axes[t]] for t in range(m))
+  picked = [keys[t][axes[t]] for t in range(m)]
+  first = []
+  for t in range(m):
+    new = np.ones(total.shape, dtype=bool)
+    for u in range(t):
+      new = new & (picked[t] != picked[u])
+    first.append(new)
+  return total, picked, first
+
+
+def _count_mask(constraints, distinct):
+  ok = np.ones(distinct.shape, dtype=bool)
+  if constraints.num_groups is not None:
+    ok &= distinct == constraints.num_groups
+  if constraints.max_groups is not None:
+    ok &= distinct <= constraints.max_groups
+  return ok
+
+
 def best_cover(tasks, gains, objective, constraints):
   """Best cover objective, by enumerating who serves whom, or None.
 
@@ -105,37 +143,47 @@ def best_cover(tasks, gains, objective, constraints):
   groups are exactly the picked ones (so each serves at least one task) and
   their number must satisfy num_groups/max_groups. This is "choose groups,
   serve each task by its best chosen group" with the rule that a chosen group
-  serves somebody; the enumeration is vectorised with NumPy broadcasting, one
-  axis per task.
+  serves somebody.
   """
   m = len(tasks)
   subsets = _allowed_subsets(tasks, objective, constraints)
-  masks, scores = [], []
-  for t in range(m):
-    options = [(mask, task_score(gains, objective, g, t))
-               for mask, g in subsets if mask >> t & 1]
-    if not options:
-      return None
-    masks.append(np.array([o[0] for o in options]))
-    scores.append(np.array([o[1] for o in options]))
-  axes = [np.arange(len(s)).reshape([-1 if u == t else 1 for u in range(m)])
-          for t, s in enumerate(scores)]
-  total = sum(scores[t][axes[t]] for t in range(m))
-  picked = [masks[t][axes[t]] for t in range(m)]
-  distinct = np.zeros(total.shape, dtype=np.int64)
-  for t in range(m):
-    new = np.ones(total.shape, dtype=bool)
-    for u in range(t):
-      new &= picked[t] != picked[u]
-    distinct += new
-  ok = np.ones(total.shape, dtype=bool)
-  if constraints.num_groups is not None:
-    ok &= distinct == constraints.num_groups
-  if constraints.max_groups is not None:
-    ok &= distinct <= constraints.max_groups
+  options = [[(mask, task_score(gains, objective, g, t)) for mask, g in subsets
+              if mask >> t & 1] for t in range(m)]
+  if not all(options):
+    return None
+  total, _, first = _every_service(options)
+  ok = _count_mask(constraints, sum(f.astype(np.int64) for f in first))
   if not ok.any():
     return None
   return float(total[ok].max())
+
+
+def cover_choices(tasks, gains, objective, constraints, cost, max_network_cost=None,
+                  half_size=False):
+  """Every cover's (objective, cost of its networks), as two flat arrays.
+
+  As :func:`best_cover`, where each allowed group is a full-size network and,
+  with `half_size`, each allowed singleton also a half-size one (scored like
+  the full one). A network costs ``cost(sorted task indices, half)``, paid once
+  however many tasks it serves; every chosen network (one that serves a task)
+  costs at most `max_network_cost` (None: no cap). The best cover within a
+  total budget b is ``objective[cost <= b].max()``. Empty arrays: no cover.
+  """
+  m = len(tasks)
+  networks = [(tuple(g), False) for _, g in _allowed_subsets(tasks, objective, constraints)]
+  if half_size:
+    networks += [(g, True) for g, _ in networks if len(g) == 1]
+  price = [cost(g, half) for g, half in networks]
+  options = [[(k, task_score(gains, objective, g, t)) for k, (g, _) in enumerate(networks)
+              if t in g and (max_network_cost is None or price[k] <= max_network_cost)]
+             for t in range(m)]
+  if not all(options):
+    return np.zeros(0), np.zeros(0)
+  value, picked, first = _every_service(options)
+  price = np.array(price)
+  spent = sum(np.where(first[t], price[picked[t]], 0.0) for t in range(m))
+  ok = _count_mask(constraints, sum(f.astype(np.int64) for f in first))
+  return value[ok], spent[ok]
 
 
 def best_cover_collections(tasks, gains, objective, constraints):
@@ -192,6 +240,34 @@ def best_cover_by_blocks(tasks, gains, objective, constraints):
     if best is None or value > best:
       best = value
   return best
+
+
+def network_choices(losses: np.ndarray, costs: np.ndarray):
+  """Every per-task choice of serving network: (summed loss, cost of the networks used).
+
+  ``losses[n, t]`` is task t's loss on network n (NaN: n does not serve t). An
+  optimal selection is fixed by which network serves each task, so the best
+  total within a budget is ``total[cost <= budget].min()``. A network's bit in
+  a uint64 mask marks it used, so a network serving several tasks is paid
+  once; per-byte lookup tables turn masks into costs.
+  """
+  n, m = losses.shape
+  assert n <= 64
+  total = np.zeros(())
+  used = np.zeros((), dtype=np.uint64)
+  for t in range(m):
+    options = np.flatnonzero(np.isfinite(losses[:, t]))
+    total = total[..., None] + losses[options, t]
+    used = used[..., None] | (np.uint64(1) << options.astype(np.uint64))
+  total, used = total.ravel(), used.ravel()
+  padded = np.zeros(64)
+  padded[:n] = costs
+  bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
+  cost = np.zeros(len(used))
+  for byte in range(8):
+    lookup = bits @ padded[8 * byte:8 * byte + 8]
+    cost += lookup[((used >> np.uint64(8 * byte)) & np.uint64(255)).astype(np.intp)]
+  return total, cost
 
 
 def verify_grouping(result, gains, objective, constraints, overlap):

@@ -107,7 +107,7 @@ def test_collection_matches_reference(opt_name, every, sample, bias, strategy):
                              optimizer=OPTIMIZERS[opt_name]())
     config = CollectConfig(measures=ALL_MEASURES, steps=5, collect_every=every,
                            sample_tasks=sample, sample_bias=bias, strategy=strategy, quiet=True)
-    gains, state = run_collection(ts, config)
+    gains, state, _ = run_collection(ts, config)
     expected, ref_params = reference_collection(ts, config)
   for name in ALL_MEASURES:
     want, want_counts = expected[name]
@@ -130,7 +130,7 @@ def test_float32_collection_matches_reference():
 def test_collection_never_changes_the_training_state(tiny):
   """The all-tasks network after a collecting run is bitwise the one without."""
   config = CollectConfig(measures=ALL_MEASURES, steps=6, collect_every=2, quiet=True)
-  _, state = run_collection(tiny, config)
+  state = run_collection(tiny, config).state
   init_key, _ = jax.random.split(jax.random.key(config.seed))
   plain = train.init_state(tiny, init_key)
   update_fn = jax.jit(train.make_update_fn(tiny), donate_argnums=0)

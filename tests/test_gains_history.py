@@ -11,8 +11,7 @@ from tgroup import pipeline
 from tgroup import plots
 from tgroup.gains import CollectConfig, collect_gains, run_collection
 from tgroup.gains import collect as collect_lib
-from tgroup.gains.history import (GainsHistory, load_histories, save_histories, snapshot_steps,
-                                  spearman)
+from tgroup.gains.history import GainsHistory, load_histories, save_histories, snapshot_steps
 from tgroup.grouping import Constraints
 
 
@@ -31,19 +30,6 @@ def test_snapshot_steps_are_evenly_spaced_and_end_at_the_last_step(steps):
   assert len(s) == min(steps, 20)
   gaps = np.diff([0] + s)
   assert gaps.max() - gaps.min() <= 1
-
-
-def test_spearman_matches_the_definition_with_ties():
-  rng = np.random.default_rng(0)
-  a, b = rng.integers(0, 4, 30).astype(float), rng.normal(size=30)  # a has many ties
-
-  def ranks(x):  # average ranks, by brute force
-    return np.array([np.sum(x < v) + (np.sum(x == v) - 1) / 2 for v in x])
-
-  expected = np.corrcoef(ranks(a), ranks(b))[0, 1]
-  assert spearman(a, b) == pytest.approx(expected, abs=1e-12)
-  assert spearman(b, 3 * b + 1) == pytest.approx(1.0)
-  assert np.isnan(spearman(np.ones(5), b[:5]))
 
 
 def test_rank_correlation_and_stable_step_on_a_dip():
@@ -109,7 +95,7 @@ def test_a_snapshot_is_the_gains_of_a_run_stopped_there():
   ts = tiny_synthetic(2, 2)
   config = CollectConfig(measures=("principled", "tag"), steps=23, collect_every=2,
                          sample_tasks=3, strategy="vmap", quiet=True)
-  gains, _, histories = run_collection(ts, config, return_history=True)
+  gains, _, histories = run_collection(ts, config)
   h = histories["tag"]
   assert h.steps.tolist() == snapshot_steps(23) == [1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14,
                                                     16, 17, 18, 19, 20, 21, 23]
@@ -129,12 +115,12 @@ def test_history_survives_a_resume_bitwise(tmp_path, saved_checkpoints):
                          strategy="vmap", checkpoint_every=5, quiet=True)
   kept = saved_checkpoints  # step -> a copy of the checkpoint written then
   directory = str(tmp_path / "ckpt")
-  whole = run_collection(ts, config, checkpoint_dir=directory, return_history=True)[2]
+  whole = run_collection(ts, config, checkpoint_dir=directory).histories
   assert sorted(kept) == [5, 10, 15, 20]
   assert whole["principled"].steps.tolist() == snapshot_steps(23)
   with open(os.path.join(directory, collect_lib.CHECKPOINT_FILE), "wb") as f:
     f.write(kept[15])  # snapshots up to 14 come from the checkpoint, 16.. are recomputed
-  resumed = run_collection(ts, config, checkpoint_dir=directory, return_history=True)[2]
+  resumed = run_collection(ts, config, checkpoint_dir=directory).histories
   a, b = whole["principled"], resumed["principled"]
   assert np.array_equal(a.steps, b.steps)
   assert np.array_equal(a.gains, b.gains) and np.array_equal(a.counts, b.counts)
@@ -144,13 +130,12 @@ def test_history_survives_a_resume_bitwise(tmp_path, saved_checkpoints):
 def test_pipeline_writes_the_history_and_its_plot_and_reuses_them(tmp_path):
   ts = tiny_synthetic(2, 2, train_steps=40)
   cfg = pipeline.PipelineConfig(methods=("tag", "principled", "stl"),
-                                constraints=Constraints(num_groups=2), quiet=True,
-                                run_key={"test": "history"})
+                                constraints=Constraints(num_groups=2), quiet=True)
   workdir = str(tmp_path)
   pipeline.run_pipeline(ts, cfg, workdir)
   histories, rest = load_histories(os.path.join(workdir, "gains_history.json"))
   assert sorted(histories) == ["principled", "tag"]
-  assert rest["key"]["run_key"] == {"test": "history"}
+  assert rest["key"]["taskset"] == ts.definition  # the identity the gains were saved under
   assert histories["tag"].steps.tolist() == snapshot_steps(40)
   assert histories["tag"].stable_step() is not None
   png = os.path.join(workdir, "gains_over_time.png")

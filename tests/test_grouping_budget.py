@@ -1,4 +1,5 @@
-"""Budgeted grouping equals brute force: total budgets, per-network caps, half-size networks."""
+"""Budgeted grouping equals brute force: total budgets, per-network caps, half-size networks,
+for partitions and covers."""
 import itertools
 import zlib
 
@@ -48,6 +49,15 @@ def brute_force(m, gains, objective, constraints, cost, budget):
   return best
 
 
+def check_costs(got, cost, budget):
+  """The reported costs are the networks' costs, within every limit."""
+  for group, c, h in zip(got.groups, got.network_costs, got.half_size):
+    idx = tuple(NAMES.index(t) for t in group)
+    assert c == cost(idx, h) and (not h or len(group) == 1)
+    assert budget.max_network_cost is None or c <= budget.max_network_cost
+  assert budget.total is None or got.total_cost <= budget.total + 1e-9
+
+
 @st.composite
 def instances(draw):
   m = draw(st.integers(2, 5))
@@ -86,12 +96,60 @@ def test_budgeted_partition_matches_brute_force(objective):
       return
     assert expected is not None, got
     assert got.objective == pytest.approx(expected[0], abs=1e-7)
-    # The reported costs are the networks' costs, within every limit.
-    for group, c, h in zip(got.groups, got.network_costs, got.half_size):
-      idx = tuple(NAMES.index(t) for t in group)
-      assert c == cost(idx, h) and (not h or len(group) == 1)
-      assert budget.max_network_cost is None or c <= budget.max_network_cost
-    assert budget.total is None or got.total_cost <= budget.total + 1e-9
+    check_costs(got, cost, budget)
+  check()
+
+
+@st.composite
+def cover_instances(draw, objective):
+  m = draw(st.integers(3, 5))
+  rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+  gains = rng.normal(size=(m, m)).round(3)
+  cost = cost_table(rng, m)
+  half = objective != "tag" and draw(st.booleans())
+  count = draw(st.sampled_from(["num_groups", "max_groups", None]))
+  constraints = Constraints(**({} if count is None else {count: draw(st.integers(1, m))}))
+  # Totals from a little below the cheapest cover (only half-size networks
+  # then save it, if anything) to what the unconstrained best costs bind; caps
+  # from the least that leaves every task a network (its cheapest) up to the
+  # network of all tasks.
+  value, spent = bf.cover_choices(NAMES[:m], gains, objective, constraints, cost,
+                                  half_size=half)
+  low = high = 1.0  # no cover whatever the budget
+  if len(value):
+    low = spent.min()
+    high = max(low, spent[value >= value.max() - 1e-9].min())
+  total = draw(st.one_of(st.none(), st.floats(low, high), st.floats(0.95 * low, high)))
+  size = 2 if objective == "tag" else 1
+  least = max(min(cost(g, False) for g in itertools.combinations(range(m), size) if t in g)
+              for t in range(m))
+  cap = draw(st.one_of(st.none(), st.floats(least, cost(tuple(range(m)), False))))
+  return m, gains, cost, Budget(cost=cost, total=total, max_network_cost=cap,
+                                allow_half_size=half), constraints
+
+
+@pytest.mark.parametrize("objective", ["tag", "hoa"])
+def test_budgeted_cover_matches_brute_force(objective):
+  @seed(zlib.crc32(b"cover " + objective.encode()))
+  @settings(**dict(SETTINGS, max_examples=150))
+  @given(cover_instances(objective))
+  def check(instance):
+    m, gains, cost, budget, constraints = instance
+    value, spent = bf.cover_choices(NAMES[:m], gains, objective, constraints, cost,
+                                    budget.max_network_cost, budget.allow_half_size)
+    if budget.total is not None:
+      value = value[spent <= budget.total + 1e-9]
+    expected = value.max() if len(value) else None
+    try:
+      got = solve_grouping(NAMES[:m], gains, objective, constraints, overlap=True,
+                           budget=budget)
+    except InfeasibleError as e:
+      assert expected is None, (expected, str(e))
+      return
+    assert expected is not None, got
+    assert got.objective == pytest.approx(expected, abs=1e-7)
+    bf.verify_grouping(got, gains, objective, constraints, overlap=True)
+    check_costs(got, cost, budget)
   check()
 
 

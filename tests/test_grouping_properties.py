@@ -100,30 +100,22 @@ def _check(tasks, gains, objective, constraints, overlap):
   bf.verify_grouping(result, gains, objective, constraints, overlap)
 
 
-@pytest.mark.parametrize("objective", OBJECTIVES)
-@pytest.mark.parametrize("kind", KINDS)
-def test_partition_matches_brute_force(kind, objective):
-
-  @_seed("partition", kind, objective)
-  @settings(max_examples=25, **SETTINGS)
-  @given(instances(6, kind))
-  def run(instance):
-    tasks, gains, constraints = instance
-    _check(tasks, gains, objective, constraints, overlap=False)
-
-  run()
+# (model, tasks at most, examples): a cover's brute force enumerates who serves
+# whom, so it stays at 5 tasks.
+MODELS = [("partition", 6, 25), ("cover", 5, 20)]
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
 @pytest.mark.parametrize("kind", KINDS)
-def test_cover_matches_brute_force(kind, objective):
+@pytest.mark.parametrize("model, max_tasks, examples", MODELS)
+def test_grouping_matches_brute_force(model, max_tasks, examples, kind, objective):
 
-  @_seed("cover", kind, objective)
-  @settings(max_examples=20, **SETTINGS)
-  @given(instances(5, kind))
+  @_seed(model, kind, objective)
+  @settings(max_examples=examples, **SETTINGS)
+  @given(instances(max_tasks, kind))
   def run(instance):
     tasks, gains, constraints = instance
-    _check(tasks, gains, objective, constraints, overlap=True)
+    _check(tasks, gains, objective, constraints, overlap=model == "cover")
 
   run()
 

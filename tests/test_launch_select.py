@@ -1,12 +1,14 @@
 """launch.select end to end: the JSON it writes, its error contract, no JAX."""
 import json
+import math
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from tgroup.grouping import tables
+import brute_force_grouping as bf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join("tests", "data", "taskonomy_network_tables")
@@ -20,6 +22,40 @@ def launch(*args):
                         capture_output=True, text=True, timeout=120)
 
 
+def read_tsv(path):
+  """Standley's format from its definition: (networks as task sets, costs, losses).
+
+  Row 1: a half-size network per task (cost 0.5) serving only that column;
+  every later row: a full-size network (cost 1) serving its non-empty cells.
+  """
+  with open(path) as f:
+    rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+  m = len(rows[0])
+  networks = [{t} for t in range(m)] + [{t for t, c in enumerate(r) if c.strip()}
+                                         for r in rows[1:]]
+  costs = np.array([0.5] * m + [1.0] * (len(rows) - 1))
+  losses = np.full((len(networks), m), np.nan)
+  for t in range(m):
+    losses[t, t] = float(rows[0][t])
+  for n, row in enumerate(rows[1:], start=m):
+    for t in networks[n]:
+      losses[n, t] = float(row[t])
+  return networks, costs, losses
+
+
+def hoa_predictions(networks, losses):
+  """Standley's higher-order approximation from its definition: on a network
+  of 3+ tasks, task t's loss is the mean of t's losses on the pair networks
+  {t, u} over the network's other tasks u."""
+  pairs = {frozenset(s): n for n, s in enumerate(networks) if len(s) == 2}
+  predicted = losses.copy()
+  for n, tasks in enumerate(networks):
+    if len(tasks) >= 3:
+      for t in tasks:
+        predicted[n, t] = np.mean([losses[pairs[frozenset({t, u})], t] for u in tasks - {t}])
+  return predicted
+
+
 def test_writes_the_selection(tmp_path):
   out = tmp_path / "sub" / "selection.json"
   proc = launch(f"--table={VAL}", f"--test_table={TEST}", "--budget=3",
@@ -29,13 +65,37 @@ def test_writes_the_selection(tmp_path):
   assert set(result) == {"budget", "networks", "total_loss", "test_total_loss",
                          "approximation", "predicted_total_loss", "assignment", "status",
                          "table", "test_table"}
-  expected = tables.select_networks(tables.read_table(os.path.join(ROOT, VAL)), 3, "hoa",
-                                    tables.read_table(os.path.join(ROOT, TEST)))
-  for key in ("budget", "networks", "assignment", "approximation", "status"):
-    assert result[key] == expected[key], key
-  for key in ("total_loss", "test_total_loss", "predicted_total_loss"):
-    assert result[key] == pytest.approx(expected[key], abs=1e-12), key
-  assert sum(n["cost"] for n in result["networks"]) <= 3
+  assert (result["budget"], result["approximation"], result["status"]) == (3, "hoa", "optimal")
+  assert (result["table"], result["test_table"]) == (VAL, TEST)
+  networks, costs, val = read_tsv(os.path.join(ROOT, VAL))
+  _, _, test = read_tsv(os.path.join(ROOT, TEST))
+  predicted = hoa_predictions(networks, val)
+  # The launcher's networks as table rows (tasks and cost identify a row here),
+  # ordered by cost, then tasks; and the row serving each task.
+  assert result["networks"] == sorted(result["networks"],
+                                      key=lambda n: (n["cost"], n["tasks"]))
+  chosen = [next(n for n, tasks in enumerate(networks)
+                 if tasks == set(net["tasks"]) and costs[n] == net["cost"])
+            for net in result["networks"]]
+  serving = [chosen[k] for k in result["assignment"]]
+  assert all(t in networks[n] for t, n in enumerate(serving))
+  spent = math.fsum(costs[chosen])
+  assert spent <= 3
+  # Optimal on the predictions: no selection costing at most as much (every
+  # per-task choice of serving network, each network paid once) predicts less.
+  total, cost = bf.network_choices(predicted, costs)
+  best = total[cost <= spent + 1e-9].min()
+  assert best == pytest.approx(total[cost <= 3 + 1e-9].min(), abs=1e-12)
+  assert result["predicted_total_loss"] == pytest.approx(best, abs=1e-12)
+  assert result["predicted_total_loss"] == pytest.approx(
+      math.fsum(predicted[n, t] for t, n in enumerate(serving)), abs=1e-12)
+  # Re-scored on the real losses: each task's best chosen network on --table,
+  # the serving network on --test_table.
+  m = val.shape[1]
+  assert result["total_loss"] == pytest.approx(
+      math.fsum(np.nanmin(val[chosen, t]) for t in range(m)), abs=1e-12)
+  assert result["test_total_loss"] == pytest.approx(
+      math.fsum(test[n, t] for t, n in enumerate(serving)), abs=1e-12)
   # The summary names every chosen network and the totals.
   for network in result["networks"]:
     assert "{" + ", ".join(map(str, network["tasks"])) + "}" in proc.stdout

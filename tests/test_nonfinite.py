@@ -116,10 +116,10 @@ _LAUNCHER = textwrap.dedent("""
       ts = synthetic(2, 2, num_train=128, num_val=32, num_test=32, batch_size=32,
                      train_steps=40, trunk_width=8, input_dim=6, features_per_cluster=6)
       schedule = lambda count: jnp.where(count >= 12, 1e4, 0.05)
-      ts = dataclasses.replace(ts, optimizer=optax.sgd(schedule))
+      ts = dataclasses.replace(ts, optimizer=optax.sgd(schedule)).with_definition({"test": "nan"})
       config = pipeline.PipelineConfig(
           methods=("principled", "stl"), constraints=Constraints(num_groups=2),
-          collect=CollectConfig(checkpoint_every=5), quiet=True, run_key={"test": "nan"})
+          collect=CollectConfig(checkpoint_every=5), quiet=True)
       pipeline.run_pipeline(ts, config, workdir)
 
     workdir = sys.argv.pop()

@@ -8,7 +8,7 @@ many groups, and beats STL and MTL-all on test. Run with
 """
 import pytest
 
-from tgroup import oracle
+from tgroup.methods import oracle
 from tgroup.benchmarks import synthetic
 
 

@@ -158,15 +158,16 @@ def test_collection_resumed_from_a_checkpoint_is_bitwise_uninterrupted(tmp_path,
                          sample_bias="rare", strategy="vmap", checkpoint_every=5, quiet=True)
   kept = saved_checkpoints  # step -> a copy of the checkpoint written then
   directory = str(tmp_path / "ckpt")
-  whole, whole_state = run_collection(ts, config, checkpoint_dir=directory, identity={"run": 1})
+  whole, whole_state, _ = run_collection(ts, config, checkpoint_dir=directory,
+                                         identity={"run": 1})
   assert sorted(kept) == [5, 10, 15, 20]  # none at the end: the caller saves the gains
   # From step 5 on a dataset that can only be skipped by drawing batches (the
   # launcher tests resume in-memory datasets, which skip by index).
   for step, dataset in ((5, StartlessDataset(ts.train)),):
     with open(os.path.join(directory, collect_lib.CHECKPOINT_FILE), "wb") as f:
       f.write(kept[step])
-    resumed, state = run_collection(dataclasses.replace(ts, train=dataset), config,
-                                    checkpoint_dir=directory, identity={"run": 1})
+    resumed, state, _ = run_collection(dataclasses.replace(ts, train=dataset), config,
+                                       checkpoint_dir=directory, identity={"run": 1})
     assert leaves_equal(state, whole_state), step
     assert np.array_equal(resumed["principled"].gains, whole["principled"].gains), step
     assert np.array_equal(resumed["principled"].counts, whole["principled"].counts), step

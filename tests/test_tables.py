@@ -2,9 +2,10 @@
 
 The fixtures in tests/data/taskonomy_network_tables are Standley et al.'s (ICML
 2020) per-task losses of a network for every subset of 5 tasks (see the README
-there). The oracle below knows nothing of the MIP: an optimal choice is fixed
-by which network serves each task, so it enumerates every per-task choice
-(17^5 for these tables) and prices the distinct networks used.
+there). The oracle (brute_force_grouping.network_choices) knows nothing of the
+MIP: an optimal choice is fixed by which network serves each task, so it
+enumerates every per-task choice (17^5 for these tables) and prices the
+distinct networks used.
 """
 import functools
 import math
@@ -13,8 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import brute_force_grouping as bf
 from tgroup.errors import InfeasibleError, UserError
-from tgroup.grouping import tables
+from tgroup.grouping.network_selection import (APPROXIMATIONS, cheapest_cost, hoa_table,
+                                                 select_networks)
+from tgroup.grouping.network_table import NetworkTable, parse_table, read_table
 
 DATA = Path(__file__).parent / "data" / "taskonomy_network_tables"
 FILES = sorted(p.name for p in DATA.glob("*.tsv"))
@@ -29,34 +33,9 @@ def test_all_releases_are_here():
   assert len(FILES) == 13 and "results.tsv" in FILES and "results_test.tsv" in FILES
 
 
-def brute_force(losses: np.ndarray, costs: np.ndarray):
-  """Every per-task choice of serving network: (summed loss, cost of the networks used).
-
-  A network's bit in a uint64 mask marks it used, so a network serving several
-  tasks is paid once; per-byte lookup tables turn masks into costs.
-  """
-  n, m = losses.shape
-  assert n <= 64
-  total = np.zeros(())
-  used = np.zeros((), dtype=np.uint64)
-  for t in range(m):
-    options = np.flatnonzero(np.isfinite(losses[:, t]))
-    total = total[..., None] + losses[options, t]
-    used = used[..., None] | (np.uint64(1) << options.astype(np.uint64))
-  total, used = total.ravel(), used.ravel()
-  padded = np.zeros(64)
-  padded[:n] = costs
-  bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
-  cost = np.zeros(len(used))
-  for byte in range(8):
-    lookup = bits @ padded[8 * byte:8 * byte + 8]
-    cost += lookup[((used >> np.uint64(8 * byte)) & np.uint64(255)).astype(np.intp)]
-  return total, cost
-
-
 def test_brute_force_on_a_hand_made_table():
-  table = tables.parse_table(HAND)
-  total, cost = brute_force(table.losses, table.costs)
+  table = parse_table(HAND)
+  total, cost = bf.network_choices(table.losses, table.costs)
   assert len(total) == 4 ** 3  # each task: its half-size net, two pairs, the triple
   # 1.5 buys {0, 1} (0.3 + 0.35) plus task 2's half-size net (0.5).
   assert total[cost <= 1.5].min() == pytest.approx(1.15)
@@ -67,9 +46,9 @@ def test_brute_force_on_a_hand_made_table():
 @functools.lru_cache(maxsize=None)
 def oracle(name: str, approximation: str):
   """For every budget, the lowest summed loss on the table selected on (inf: none)."""
-  table = tables.read_table(str(DATA / name))
-  selecting = tables.hoa_table(table) if approximation == "hoa" else table
-  total, cost = brute_force(selecting.losses, selecting.costs)
+  table = read_table(str(DATA / name))
+  selecting = hoa_table(table) if approximation == "hoa" else table
+  total, cost = bf.network_choices(selecting.losses, selecting.costs)
   best = {b: float(total[cost <= b + 1e-9].min()) if (cost <= b + 1e-9).any() else math.inf
           for b in BUDGETS}
   return table, best, float(cost.min())
@@ -83,16 +62,16 @@ def network_index(table, network) -> int:
   return found[0]
 
 
-@pytest.mark.parametrize("approximation", tables.APPROXIMATIONS)
+@pytest.mark.parametrize("approximation", APPROXIMATIONS)
 @pytest.mark.parametrize("name", FILES)
 def test_selection_matches_brute_force(name, approximation):
   if approximation == "hoa" and name == NO_HOA:
     with pytest.raises(UserError, match=r"pair network of tasks \{1, 2\}"):
-      tables.select_networks(tables.read_table(str(DATA / name)), 5, "hoa")
+      select_networks(read_table(str(DATA / name)), 5, "hoa")
     return
   table, best, _ = oracle(name, approximation)
   for budget in BUDGETS:
-    result = tables.select_networks(table, budget, approximation)
+    result = select_networks(table, budget, approximation)
     assert result["status"] == "optimal"
     assert result["predicted_total_loss"] == pytest.approx(best[budget], abs=1e-9), budget
     chosen = [network_index(table, n) for n in result["networks"]]
@@ -109,19 +88,19 @@ def test_selection_matches_brute_force(name, approximation):
 
 
 def test_hoa_names_the_missing_pair():
-  table = tables.read_table(str(DATA / NO_HOA))
+  table = read_table(str(DATA / NO_HOA))
   with pytest.raises(UserError, match=r"results_alt_20.tsv.*\{0, 1, 2\}.*tasks \{1, 2\}"):
-    tables.hoa_table(table)
+    hoa_table(table)
   with pytest.raises(UserError, match=r"tasks \{1, 2\}"):
-    tables.select_networks(table, 3, "hoa")
+    select_networks(table, 3, "hoa")
 
 
 @pytest.mark.parametrize("name", FILES)
 def test_cheapest_cost_matches_brute_force(name):
   table, _, cheapest = oracle(name, "none")
-  assert tables.cheapest_cost(table) == cheapest == 1.0
+  assert cheapest_cost(table) == cheapest == 1.0
   with pytest.raises(InfeasibleError, match=r"budget 0\.4 .*cost 1$"):
-    tables.select_networks(table, 0.4)
+    select_networks(table, 0.4)
 
 
 def test_infeasible_budget_without_the_all_task_network(tmp_path):
@@ -129,21 +108,21 @@ def test_infeasible_budget_without_the_all_task_network(tmp_path):
   assert all(lines[-1].split("\t"))
   path = tmp_path / "no_all_task.tsv"
   path.write_text("\n".join(lines[:-1]) + "\n")
-  table = tables.read_table(str(path))
-  total, cost = brute_force(table.losses, table.costs)
-  assert tables.cheapest_cost(table) == cost.min() == 1.5
+  table = read_table(str(path))
+  total, cost = bf.network_choices(table.losses, table.costs)
+  assert cheapest_cost(table) == cost.min() == 1.5
   with pytest.raises(InfeasibleError, match=r"no_all_task.tsv: budget 1 .*cost 1\.5"):
-    tables.select_networks(table, 1.0)
-  result = tables.select_networks(table, 1.5)
+    select_networks(table, 1.0)
+  result = select_networks(table, 1.5)
   assert result["total_loss"] == pytest.approx(total[cost <= 1.5].min(), abs=1e-9)
 
 
 def test_test_total_loss_keeps_the_selection_assignment():
   # On validation, task 0 is best on its own full-size network, task 1 on the
   # pair; on test the pair is better for task 0 too, but the choice stands.
-  val = tables.parse_table("0.9\t0.9\n0.40\t0.30\n0.35\t\n", "val.tsv")
-  test = tables.parse_table("0.9\t0.9\n0.20\t0.30\n0.50\t\n", "test.tsv")
-  result = tables.select_networks(val, 2, test_table=test)
+  val = parse_table("0.9\t0.9\n0.40\t0.30\n0.35\t\n", "val.tsv")
+  test = parse_table("0.9\t0.9\n0.20\t0.30\n0.50\t\n", "test.tsv")
+  result = select_networks(val, 2, test_table=test)
   assert result["networks"] == [{"tasks": [0], "cost": 1.0}, {"tasks": [0, 1], "cost": 1.0}]
   assert result["assignment"] == [0, 1]
   assert result["total_loss"] == pytest.approx(0.65)
@@ -152,9 +131,9 @@ def test_test_total_loss_keeps_the_selection_assignment():
 
 
 def test_results_tsv_against_results_test_tsv():
-  val = tables.read_table(str(DATA / "results.tsv"))
-  test = tables.read_table(str(DATA / "results_test.tsv"))
-  result = tables.select_networks(val, 2.5, test_table=test)
+  val = read_table(str(DATA / "results.tsv"))
+  test = read_table(str(DATA / "results_test.tsv"))
+  result = select_networks(val, 2.5, test_table=test)
   assert [n["tasks"] for n in result["networks"]] == [[2], [0, 1, 2], [2, 3, 4]]
   assert result["total_loss"] == pytest.approx(0.45076, abs=1e-9)
   assert result["test_total_loss"] == pytest.approx(0.44612, abs=1e-9)
@@ -163,23 +142,23 @@ def test_results_tsv_against_results_test_tsv():
 
 
 def test_test_table_must_match():
-  val = tables.parse_table("0.9\t0.9\n0.4\t0.3\n", "val.tsv")
+  val = parse_table("0.9\t0.9\n0.4\t0.3\n", "val.tsv")
   for text, problem in [("0.9\t0.9\t0.9\n", "3 tasks"), ("0.9\t0.9\n", "2 networks"),
                         ("0.9\t0.9\n0.4\t\n", r"network 2 serves tasks \{0\}")]:
     with pytest.raises(UserError, match=f"test.tsv does not match val.tsv: {problem}"):
-      tables.select_networks(val, 2, test_table=tables.parse_table(text, "test.tsv"))
+      select_networks(val, 2, test_table=parse_table(text, "test.tsv"))
 
 
 def test_hoa_on_a_hand_made_table():
-  table = tables.parse_table(HAND, "hand.tsv")
-  hoa = tables.hoa_table(table)
+  table = parse_table(HAND, "hand.tsv")
+  hoa = hoa_table(table)
   # Task 0 in {0, 1, 2}: mean of its losses on {0, 1} and {0, 2}; likewise 1 and 2.
   assert hoa.losses[-1].tolist() == pytest.approx([(0.3 + 0.45) / 2, (0.35 + 0.45) / 2,
                                                    (0.4 + 0.5) / 2])
   np.testing.assert_array_equal(hoa.losses[:-1], table.losses[:-1])
   assert hoa.networks == table.networks
   np.testing.assert_array_equal(hoa.costs, table.costs)
-  result = tables.select_networks(table, 1, "hoa")
+  result = select_networks(table, 1, "hoa")
   assert result["predicted_total_loss"] == pytest.approx(1.225)
   assert result["total_loss"] == pytest.approx(1.4)
 
@@ -188,21 +167,21 @@ def test_hoa_refuses_a_missing_or_doubled_pair():
   missing = HAND.replace("\t0.45\t0.4\n", "")
   with pytest.raises(UserError, match=r"\{0, 1, 2\} needs the pair network of tasks "
                      r"\{1, 2\}, which the table lacks"):
-    tables.hoa_table(tables.parse_table(missing, "m.tsv"))
+    hoa_table(parse_table(missing, "m.tsv"))
   doubled = HAND + "0.31\t0.36\t\n"
   with pytest.raises(UserError, match=r"tasks \{0, 1\}, which the table holds 2 times"):
-    tables.hoa_table(tables.parse_table(doubled, "d.tsv"))
+    hoa_table(parse_table(doubled, "d.tsv"))
 
 
 @pytest.mark.parametrize("budget", [0, -1, math.nan, math.inf, True, "2", None])
 def test_bad_budget(budget):
   with pytest.raises(UserError, match="budget must be a positive number"):
-    tables.select_networks(tables.parse_table(HAND), budget)
+    select_networks(parse_table(HAND), budget)
 
 
 def test_bad_approximation():
   with pytest.raises(UserError, match="approximation must be one of none, hoa"):
-    tables.select_networks(tables.parse_table(HAND), 2, "HOA")
+    select_networks(parse_table(HAND), 2, "HOA")
 
 
 @pytest.mark.parametrize("text, line, message", [
@@ -222,7 +201,7 @@ def test_read_table_errors(tmp_path, text, line, message):
   path = tmp_path / "bad.tsv"
   path.write_text(text)
   with pytest.raises(UserError) as e:
-    tables.read_table(str(path))
+    read_table(str(path))
   assert str(e.value).startswith(f"{path}:{line}: {message}")
   assert "\n" not in str(e.value)
 
@@ -230,17 +209,17 @@ def test_read_table_errors(tmp_path, text, line, message):
 def test_read_table_file_errors(tmp_path):
   missing = tmp_path / "missing.tsv"
   with pytest.raises(UserError, match=f"^{missing}: no such file$"):
-    tables.read_table(str(missing))
+    read_table(str(missing))
   with pytest.raises(UserError, match=f"^{tmp_path}: cannot read"):
-    tables.read_table(str(tmp_path))
+    read_table(str(tmp_path))
   empty = tmp_path / "empty.tsv"
   empty.write_text("\n\n")
   with pytest.raises(UserError, match=f"^{empty}: empty"):
-    tables.read_table(str(empty))
+    read_table(str(empty))
   binary = tmp_path / "binary.tsv"
   binary.write_bytes(b"1\t2\n\xff\t1\n")
   with pytest.raises(UserError, match=f"^{binary}:2: not UTF-8 text$"):
-    tables.read_table(str(binary))
+    read_table(str(binary))
 
 
 @pytest.mark.parametrize("text", [
@@ -252,7 +231,7 @@ def test_read_table_file_errors(tmp_path):
 def test_read_table_accepts(tmp_path, text):
   path = tmp_path / "ok.tsv"
   path.write_bytes(text.encode())
-  table = tables.read_table(str(path))
+  table = read_table(str(path))
   assert table.networks == (frozenset({0}), frozenset({1}), frozenset({0, 1}))
   assert table.costs.tolist() == [0.5, 0.5, 1.0]
   np.testing.assert_allclose(table.losses, [[0.5, np.nan], [np.nan, 0.6], [0.3, 0.7]])
@@ -262,15 +241,15 @@ def test_read_table_accepts(tmp_path, text):
 @pytest.mark.parametrize("m", [1, 3, 7])
 def test_any_number_of_columns(m):
   text = "\t".join(["0.5"] * m) + "\n" + "\t".join(["0.4"] * m) + "\n"
-  table = tables.parse_table(text)
+  table = parse_table(text)
   assert table.num_tasks == m and len(table.networks) == m + 1
-  result = tables.select_networks(table, 1)
+  result = select_networks(table, 1)
   assert result["networks"] == [{"tasks": list(range(m)), "cost": 1.0}]
   assert result["total_loss"] == pytest.approx(0.4 * m)
 
 
 def test_released_layout():
-  table = tables.read_table(str(DATA / "results.tsv"))
+  table = read_table(str(DATA / "results.tsv"))
   assert table.num_tasks == 5 and len(table.networks) == 36
   assert table.networks[:5] == tuple(frozenset({k}) for k in range(5))
   assert set(table.networks[5:]) == {frozenset(s) for s in _subsets(5)}
@@ -284,14 +263,14 @@ def _subsets(m):
 
 def test_network_table_validates():
   with pytest.raises(UserError, match="network 0 omits task 1 but its loss there is 0.5"):
-    tables.NetworkTable((frozenset({0}),), np.array([1.0]), np.array([[0.5, 0.5]]), 2)
+    NetworkTable((frozenset({0}),), np.array([1.0]), np.array([[0.5, 0.5]]), 2)
   with pytest.raises(UserError, match=r"network 0 must serve a non-empty set of task "
                      r"indices in \[0, 1\)"):
-    tables.NetworkTable((frozenset({1}),), np.array([1.0]), np.array([[0.5]]), 1)
+    NetworkTable((frozenset({1}),), np.array([1.0]), np.array([[0.5]]), 1)
   with pytest.raises(UserError, match="costs must be 1 finite numbers"):
-    tables.NetworkTable((frozenset({0}),), np.array([-1.0]), np.array([[0.5]]), 1)
-  unserved = tables.NetworkTable((frozenset({0}),), np.array([1.0]),
+    NetworkTable((frozenset({0}),), np.array([-1.0]), np.array([[0.5]]), 1)
+  unserved = NetworkTable((frozenset({0}),), np.array([1.0]),
                                  np.array([[0.5, np.nan]]), 2, "u.tsv")
-  assert tables.cheapest_cost(unserved) == math.inf
+  assert cheapest_cost(unserved) == math.inf
   with pytest.raises(InfeasibleError, match="u.tsv: no network serves task 1"):
-    tables.select_networks(unserved, 5)
+    select_networks(unserved, 5)

@@ -3,7 +3,7 @@
 The package root imports nothing heavy: ``tgroup.grouping`` is pure Python and
 NumPy and must stay importable without JAX, so public names load lazily.
 """
-import importlib
+from tgroup import lazy
 
 __version__ = "0.1.0"
 
@@ -18,15 +18,10 @@ _PUBLIC = {
     "solve_grouping": "tgroup.grouping",
     "PipelineConfig": "tgroup.pipeline",
     "run_pipeline": "tgroup.pipeline",
+    "Resources": "tgroup.resources",
+    "LandscapeConfig": "tgroup.methods",
+    "Method": "tgroup.methods",
+    "Outcome": "tgroup.methods",
     "UserError": "tgroup.errors",
 }
-
-
-def __getattr__(name):
-  if name in _PUBLIC:
-    return getattr(importlib.import_module(_PUBLIC[name]), name)
-  raise AttributeError(f"module 'tgroup' has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(list(globals()) + list(_PUBLIC))
+__getattr__, __dir__ = lazy.exports(__name__, _PUBLIC)

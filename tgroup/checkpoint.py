@@ -16,7 +16,6 @@ is refused instead of half-loaded.
 """
 from __future__ import annotations
 
-import hashlib
 import io as io_lib
 import json
 import zipfile
@@ -31,18 +30,6 @@ from tgroup.errors import UserError
 
 FORMAT = "tgroup-checkpoint-1"
 _RECORD = "__record__"
-
-
-def digest(obj: Any) -> str:
-  """A short stable hash of a JSON-able object (keys sorted).
-
-  Examples:
-    >>> digest({"b": 1, "a": [2]}) == digest({"a": [2], "b": 1})
-    True
-    >>> len(digest("x"))
-    16
-  """
-  return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _is_key(leaf) -> bool:

@@ -85,6 +85,7 @@ def train_groups(taskset: TaskSet, groups: Sequence[Sequence[int]], *, seeds: Se
     >>> sorted(res), res[(0, 1)].test_loss.shape
     ([(0, 1), (2,), (3,)], (4,))
   """
+  taskset.check()
   steps = steps or taskset.train_steps
   unique = list(dict.fromkeys(tuple(sorted(g)) for g in groups))
   done: dict[tuple[Group, int], NetworkResult] = {}

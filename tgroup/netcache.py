@@ -12,10 +12,9 @@ overwrite each other.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 
+from tgroup import identity as identity_lib
 from tgroup import io
 from tgroup.errors import UserError
 from tgroup.evaluate import Group, NetworkResult
@@ -34,8 +33,7 @@ class NetworkCache:
   """
 
   def __init__(self, directory: str, identity: dict):
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    self.directory = os.path.join(directory, digest)
+    self.directory = os.path.join(directory, identity_lib.digest(identity))
     self.identity = identity
     os.makedirs(self.directory, exist_ok=True)
     identity_path = os.path.join(self.directory, "identity.json")

@@ -1,4 +1,4 @@
-"""report.json entries, regret against the oracle, and the printed table (DESIGN §4, §6)."""
+"""report.json entries and the printed table (docs/design.md §4, docs/contract.md)."""
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -40,6 +40,66 @@ def method_entry(taskset: TaskSet, draws: Sequence[tuple[Groups, dict | None]],
     entry["draws"] = [{"groups": [[tasks[i] for i in g] for g in d[0]],
                        "total_test_loss": t} for d, t in zip(draws, totals)]
   return entry
+
+
+def method_report(taskset: TaskSet, method, outcome, results: Mapping,
+                  stl_metric: Sequence[float], regret=None, half=None) -> dict:
+  """One method's report.json entry: its scores, costs, grouping and its own fields.
+
+  Args:
+    taskset: the problem.
+    method: the method's :class:`~tgroup.methods.Method` record.
+    outcome: what it returned (:class:`~tgroup.methods.Outcome`).
+    results: every trained network's results, by group.
+    stl_metric: each task's STL test metric (Δm's reference).
+    regret: a :class:`tgroup.regret.Regret`, when the oracle ran.
+    half: the run's :class:`tgroup.resources.HalfSizeNetworks`, if any.
+  """
+  own = results if half is None else half.results(outcome.grouping, results)
+  entry = method_entry(taskset, outcome.draws, own, stl_metric)
+  grouping = outcome.grouping
+  if grouping is not None and grouping.half_size is not None:
+    entry["half_size"] = list(grouping.half_size)
+    entry["network_costs"] = list(grouping.network_costs)
+  entry["seconds"].update(outcome.seconds)
+  if grouping is not None:
+    entry["grouping_status"] = grouping.status
+    entry["predicted_objective"] = grouping.objective
+  if outcome.gains is not None:
+    entry["measure"] = outcome.gains.measure
+  entry.update(outcome.report)
+  if regret is not None:
+    entry["regret"] = regret(entry["total_test_loss"], len(outcome.draws[0][0]), method.overlap)
+  if taskset.ground_truth_groups is not None:
+    entry.update(ground_truth_fields(taskset, *outcome.draws[0],
+                                                taskset.ground_truth_groups))
+  return entry
+
+
+def ground_truth_fields(taskset: TaskSet, groups: Groups, assignment: dict | None,
+                        ground_truth: Sequence[Sequence[str]]) -> dict:
+  """Whether a grouping is the planted one, and its adjusted Rand index against it.
+
+  A task's label is the group serving it (its only group in a partition).
+
+  Examples:
+    >>> from types import SimpleNamespace
+    >>> ts = SimpleNamespace(tasks=("a", "b", "c"), num_tasks=3)
+    >>> ground_truth_fields(ts, [(0, 1), (2,)], None, [["a", "b"], ["c"]])
+    {'matches_ground_truth': True, 'adjusted_rand_index': 1.0}
+  """
+  from sklearn.metrics import adjusted_rand_score  # pylint: disable=g-import-not-at-top
+  index = {t: i for i, t in enumerate(taskset.tasks)}
+  truth = np.zeros(taskset.num_tasks, int)
+  for k, g in enumerate(ground_truth):
+    truth[[index[t] for t in g]] = k
+  labels = np.zeros(taskset.num_tasks, int)
+  for t in range(taskset.num_tasks):
+    labels[t] = assignment[t] if assignment is not None else next(
+        k for k, g in enumerate(groups) if t in g)
+  named = [[taskset.tasks[i] for i in g] for g in groups]
+  return {"matches_ground_truth": sorted(map(sorted, named)) == sorted(map(sorted, ground_truth)),
+          "adjusted_rand_index": float(adjusted_rand_score(truth, labels))}
 
 
 def format_table(report: dict) -> str:

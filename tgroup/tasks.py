@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from tgroup import data as data_lib
+from tgroup import identity
 from tgroup import models
 from tgroup import one_shot
 from tgroup.errors import UserError
@@ -114,6 +115,11 @@ class TaskSet:
   ground_truth_groups: tuple[tuple[str, ...], ...] | None = None
   description: str = ""
 
+  # The call that built this TaskSet (tgroup.identity.records_definition), or None.
+  # Not an __init__ argument, so dataclasses.replace drops it: a modified copy
+  # never passes for the original in a cache (see with_definition).
+  definition: dict[str, Any] | None = dataclasses.field(default=None, init=False)
+
   def __post_init__(self):
     object.__setattr__(self, "tasks", tuple(self.tasks))
     if len(set(self.tasks)) != len(self.tasks):
@@ -121,7 +127,47 @@ class TaskSet:
     if not self.tasks:
       raise UserError("a TaskSet needs at least one task")
     for split in ("train", "val", "test"):
+      _check_label_columns(self.tasks, split, getattr(self, split))
       _check_labels_vary(self.tasks, split, getattr(self, split))
+    object.__setattr__(self, "_checked", False)
+
+  def with_definition(self, definition: dict[str, Any]) -> "TaskSet":
+    """A copy that carries ``definition``, the JSON settings that define this problem.
+
+    Saved gains and networks are reused (and collection checkpoints resumed)
+    only for a TaskSet with a definition, and only for the same definition:
+    give one that changes whenever the data, model, losses or optimizer do.
+    Benchmark factories set it themselves (:func:`tgroup.identity.records_definition`).
+
+    Examples:
+      >>> from tgroup.benchmarks.synthetic import synthetic
+      >>> ts = synthetic(2, 2, num_train=64, num_val=8, num_test=8)
+      >>> mine = dataclasses.replace(ts, batch_size=16)   # a copy: no definition
+      >>> mine.definition is None
+      True
+      >>> mine.with_definition({"data": "v1", "batch_size": 16}).definition["data"]
+      'v1'
+    """
+    copy = dataclasses.replace(self)
+    object.__setattr__(copy, "definition", identity.canonical(dict(definition)))
+    return copy
+
+  def check(self) -> None:
+    """Checks that model, losses and labels fit together; once per TaskSet.
+
+    Shapes only (``jax.eval_shape`` on one small training batch): nothing is
+    initialised, trained or compiled. Called by every entry point that uses a
+    TaskSet (the pipeline, gain collection, the landscape pass, training).
+
+    Raises:
+      UserError: one line naming the problem: labels without one column per
+        task, a model that keeps mutable state (BatchNorm statistics), no
+        shared parameters, predictions without the batch's size, or a loss
+        or metric whose output is not ``(batch, m)``.
+    """
+    if not self._checked:
+      _check_shapes(self)
+      object.__setattr__(self, "_checked", True)
 
   @property
   def num_tasks(self) -> int:
@@ -169,6 +215,84 @@ class TaskSet:
                           batch.weights)
 
 
+def _check_label_columns(tasks: Sequence[str], split: str, dataset: Any) -> None:
+  """A UserError unless a dataset's label array has one column per task, last.
+
+  Read only from datasets that hold their labels as an array (``labels``, as
+  :class:`tgroup.data.ArrayDataset`); others are checked on their first batch
+  by :meth:`TaskSet.check`.
+
+  Examples:
+    >>> import numpy as np
+    >>> _check_label_columns(("a", "b"), "train", data_lib.ArrayDataset(np.zeros((5, 3)),
+    ...                                                                  np.zeros(5)))
+    Traceback (most recent call last):
+    ...
+    tgroup.errors.UserError: the train labels have shape (5,), with no task axis: expected (samples, ..., 2), one column per task (a, b) on the last axis
+  """
+  labels = getattr(dataset, "labels", None)
+  if dataset is None or not hasattr(labels, "shape"):
+    return
+  _check_label_shape(tasks, f"the {split} labels", np.shape(labels), "samples")
+
+
+def _check_label_shape(tasks: Sequence[str], what: str, shape: tuple[int, ...],
+                       leading: str) -> None:
+  m = len(tasks)
+  if len(shape) >= 2 and shape[-1] == m:
+    return
+  names = ", ".join(tasks) if m <= 8 else ", ".join(tasks[:8]) + ", ..."
+  problem = ("with no task axis" if len(shape) < 2
+             else f"{shape[-1]} columns on the last axis for {m} tasks")
+  raise UserError(f"{what} have shape {tuple(shape)}, {problem}: expected ({leading}, ..., {m}), "
+                  f"one column per task ({names}) on the last axis")
+
+
+def _check_shapes(ts: TaskSet) -> None:
+  """The checks of :meth:`TaskSet.check`: abstract shapes of one small batch."""
+  m = ts.num_tasks
+  # A batch size unlike m, so an output of shape (m, batch) cannot pass for (batch, m).
+  b = 3 if m == 2 else 2
+  batch = next(iter(ts.train.eval_batches(b)))
+  _check_label_shape(ts.tasks, f"labels of a {b}-sample training batch", np.shape(batch.labels),
+                     "batch")
+  inputs = np.asarray(batch.inputs)
+  # The key is made inside the trace: a concrete one would compile a program.
+  variables = jax.eval_shape(lambda x: ts.model.init(jax.random.key(0), x), inputs)
+  # "intermediates" holds values a module sows for inspection, not state.
+  state = sorted(set(variables) - {"params", "intermediates"})
+  if state:
+    raise UserError(f"the model keeps mutable state in {state} (e.g. BatchNorm statistics): "
+                    "lookahead steps and per-sample gradients cannot carry it; use GroupNorm or "
+                    "LayerNorm instead")
+  params = variables["params"]
+  if not any(bool(x) for x in jax.tree.leaves(ts.shared_mask(params))):
+    top = sorted(params) if isinstance(params, dict) else type(params).__name__
+    raise UserError(f"no parameter is shared between tasks: the parameters' top-level entries "
+                    f"are {top}, with no 'trunk', and shared_mask marks none shared; put the "
+                    "shared layers under 'trunk' (tgroup.models.MultiTaskModel does) or give "
+                    "TaskSet.shared_mask")
+  preds = jax.eval_shape(lambda p, x: ts.model.apply({"params": p}, x), params, inputs)
+  shapes = [tuple(leaf.shape) for leaf in jax.tree.leaves(preds)]
+  if not shapes or not all(b in shape for shape in shapes):
+    raise UserError(f"the model's predictions for a batch of {b} samples have shape(s) "
+                    f"{shapes or 'none'}, with no axis of size {b}: predictions must keep the "
+                    "batch axis")
+  for name, fn in (("sample_losses", ts.sample_losses), ("sample_metrics", ts.sample_metrics)):
+    try:
+      out = jax.eval_shape(fn, preds, batch.labels)
+    except (TypeError, ValueError) as e:
+      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      raise UserError(f"{name} fails on predictions of shape(s) {shapes} and labels of shape "
+                      f"{tuple(np.shape(batch.labels))}: {first}") from None
+    got = tuple(getattr(out, "shape", ()))
+    if got != (b, m):
+      hint = " (transposed?)" if got == (m, b) else ""
+      raise UserError(f"{name} returned shape {got}{hint} for a batch of {b} samples and {m} "
+                      f"tasks: it must return one value per sample and task, shape (batch, m) "
+                      f"= ({b}, {m})")
+
+
 def _check_labels_vary(tasks: Sequence[str], split: str, dataset: Any) -> None:
   """A UserError naming the first task whose labels in ``split`` are all equal.
 
@@ -188,7 +312,7 @@ def _check_labels_vary(tasks: Sequence[str], split: str, dataset: Any) -> None:
     tgroup.errors.UserError: task 'small' has constant labels in the test split (all 3 are 1): nothing to learn or compare; drop the task or fix its data
   """
   labels = getattr(dataset, "labels", None)
-  if dataset is None or not hasattr(labels, "shape") or labels.shape[-1:] != (len(tasks),):
+  if dataset is None or not hasattr(labels, "shape"):
     return
   per_task = np.asarray(labels).reshape(-1, len(tasks))
   if not len(per_task):

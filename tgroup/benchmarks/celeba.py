@@ -39,6 +39,7 @@ import flax.linen as nn
 import numpy as np
 import optax
 
+from tgroup import identity
 from tgroup import models
 from tgroup import tasks as tasks_lib
 from tgroup.benchmarks import tfds_source
@@ -199,6 +200,8 @@ def learning_rate_schedule(learning_rate: float, steps_per_epoch: int,
                                  steps_per_epoch, decay_rate=0.5, staircase=True)
 
 
+# Where the data are read from and how they are decoded cannot change a result.
+@identity.records_definition(ignore=("data_dir", "workers", "cache"))
 def celeba(tasks: Sequence[str] = TAG_TASKS, *, data_dir: str, max_examples: int | None = None,
            width: int = 64, blocks: int = 1, norm: str = "group", learning_rate: float = 5e-4,
            momentum: float = 0.9, halve_every_epochs: int = 15, batch_size: int = 256,

@@ -85,6 +85,7 @@ import numpy as np
 import optax
 
 from tgroup import data as data_lib
+from tgroup import identity
 from tgroup import models
 from tgroup import tasks as tasks_lib
 from tgroup.errors import UserError
@@ -185,6 +186,7 @@ def max_train(split_seed: int = 0) -> int:
   return len(digit) - sum(len(s) for s in stratified_split(digit, 1, seed=split_seed)[1:])
 
 
+@identity.records_definition
 def digits(tasks: Sequence[str] = DEFAULT_TASKS, *, num_train: int = 300, split_seed: int = 0,
            width: int = 16, depth: int = 2, learning_rate: float = 1e-3, batch_size: int = 128,
            train_steps: int = 500) -> tasks_lib.TaskSet:

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 
 from tgroup import data as data_lib
+from tgroup import identity
 from tgroup import models
 from tgroup import tasks as tasks_lib
 
@@ -47,6 +48,7 @@ def task_names(num_clusters: int, tasks_per_cluster: int) -> list[str]:
   return [f"c{c}_t{t}" for c in range(num_clusters) for t in range(tasks_per_cluster)]
 
 
+@identity.records_definition
 def synthetic(num_clusters: int = 3, tasks_per_cluster: int = 3, *, rho: float = 0.5,
               seed: int = 0, num_train: int = 2048, num_val: int = 1024, num_test: int = 4096,
               input_dim: int = 16, features_per_cluster: int = 24, noise: float = 0.3,

@@ -3,7 +3,7 @@
 Names load lazily: the file format (:class:`Gains`) is plain NumPy, so tools
 that only read gains files (``launch.group``) never import JAX.
 """
-import importlib
+from tgroup import lazy
 
 _PUBLIC = {
     "CollectConfig": "tgroup.gains.collect",
@@ -13,9 +13,4 @@ _PUBLIC = {
     "Gains": "tgroup.gains.gains",
 }
 __all__ = list(_PUBLIC)
-
-
-def __getattr__(name):
-  if name in _PUBLIC:
-    return getattr(importlib.import_module(_PUBLIC[name]), name)
-  raise AttributeError(f"module 'tgroup.gains' has no attribute {name!r}")
+__getattr__, __dir__ = lazy.exports(__name__, _PUBLIC)

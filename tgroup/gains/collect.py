@@ -23,6 +23,7 @@ import glob
 import inspect
 import os
 import time
+from typing import NamedTuple
 
 from absl import logging
 import jax
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tgroup import checkpoint
+from tgroup import identity as identity_lib
 from tgroup import progress
 from tgroup import train
 from tgroup.errors import NonFiniteLossError, UserError
@@ -117,14 +119,27 @@ def collect_gains(taskset: TaskSet, config: CollectConfig = CollectConfig()) -> 
     >>> out["principled"].gains.shape, int(out["tag"].counts[0, 1])
     ((4, 4), 3)
   """
-  return run_collection(taskset, config)[0]
+  return run_collection(taskset, config).gains
+
+
+class Collection(NamedTuple):
+  """What a collection run returns (dicts keyed by measure).
+
+  Attributes:
+    gains: the :class:`Gains` of each measure.
+    state: the all-tasks network's final :class:`tgroup.train.TrainState`,
+      bitwise what the same run without collection would give.
+    histories: each measure's :class:`~tgroup.gains.history.GainsHistory`
+      (running means at :func:`~tgroup.gains.history.snapshot_steps`).
+  """
+  gains: dict[str, Gains]
+  state: train.TrainState
+  histories: dict[str, history_lib.GainsHistory]
 
 
 def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: str | None = None,
-                   identity=None, return_history: bool = False):
-  """:func:`collect_gains` plus the final training state of the all-tasks network.
-
-  The state is bitwise what the same run without collection would give.
+                   identity=None) -> Collection:
+  """:func:`collect_gains` plus the trained state and the gains histories.
 
   Args:
     taskset: the problem.
@@ -137,13 +152,9 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
     identity: JSON-able settings that identify the problem beyond ``config``
       and the task names (e.g. a launcher's benchmark flags); its hash joins the
       checkpoint's fingerprint, so a checkpoint of another run is refused.
-    return_history: also return each measure's
-      :class:`~tgroup.gains.history.GainsHistory` (running means at
-      :func:`~tgroup.gains.history.snapshot_steps`).
 
   Returns:
-    ``(gains, state)``, or ``(gains, state, histories)`` with ``return_history``:
-    dicts keyed by measure.
+    A :class:`Collection`: ``(gains, state, histories)``.
 
   Raises:
     UserError: a bad setting, or a checkpoint in ``checkpoint_dir`` that is
@@ -153,6 +164,10 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
       if any, is the last one whose state was finite.
   """
   config.validate(taskset.num_tasks)
+  taskset.check()
+  if taskset.num_tasks < 2:
+    raise UserError(f"gains between tasks need at least two tasks; the TaskSet has only "
+                    f"{taskset.tasks[0]!r}")
   steps = config.steps or taskset.train_steps
   key = jax.random.key(config.seed)
   init_key, collect_key = jax.random.split(key)
@@ -171,7 +186,7 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
   if checkpoint_dir is not None:
     saver = _Checkpoint(checkpoint_dir, {
         "tasks": list(taskset.tasks), "settings": dict(settings),
-        "identity": None if identity is None else checkpoint.digest(identity)})
+        "identity": None if identity is None else identity_lib.digest(identity)})
     resumed = saver.restore((state, cstate, snapshots))
     if resumed is not None:
       (state, cstate, snapshots), first, earlier_seconds = resumed
@@ -207,13 +222,11 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
   settings["seconds"] = round(earlier_seconds + time.perf_counter() - start, 3)
   gains = {name: finish(taskset.tasks, name, acc, settings)
            for name, acc in cstate.measures.items()}
-  if not return_history:
-    return gains, state
   steps_array = np.array(sorted(snapshot_at))
   histories = {name: history_lib.GainsHistory(
       tuple(taskset.tasks), name, steps_array, _means(snap.sums, snap.counts), snap.counts)
                for name, snap in snapshots.items()}
-  return gains, state, histories
+  return Collection(gains, state, histories)
 
 
 def _empty_snapshots(cstate: lookahead.CollectorState, points: int) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 
 from tgroup import io
 from tgroup.errors import UserError
+from tgroup.stats import spearman
 
 POINTS = 20
 """Snapshots per collection run (fewer when it has fewer steps)."""
@@ -165,26 +166,3 @@ def load_histories(path: str) -> tuple[dict[str, GainsHistory], dict]:
   rest = {k: v for k, v in obj.items() if k != "measures"}
   return {name: GainsHistory.from_json(h, f"{path}: {name}")
           for name, h in obj["measures"].items()}, rest
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-  """Spearman rank correlation (ties get their average rank); NaN if either is constant.
-
-  Examples:
-    >>> spearman(np.array([1.0, 2.0, 3.0]), np.array([10.0, 30.0, 20.0]))
-    0.5
-  """
-  ra, rb = _ranks(np.asarray(a, float)), _ranks(np.asarray(b, float))
-  ra, rb = ra - ra.mean(), rb - rb.mean()
-  denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
-  return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-  order = np.argsort(x, kind="stable")
-  ranks = np.empty(len(x))
-  ranks[order] = np.arange(len(x), dtype=float)
-  _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-  # Average rank within each group of equal values.
-  sums = np.bincount(inverse, weights=ranks)
-  return sums[inverse] / counts[inverse]

@@ -9,17 +9,20 @@ score never decreases with the budget.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from tgroup.errors import InfeasibleError, UserError
-from tgroup.grouping import solve as solve_lib
 from tgroup.grouping.budget import Budget
 from tgroup.grouping.constraints import Constraints
+from tgroup.grouping.problem import SelectionProblem
 from tgroup.grouping.result import Grouping
 from tgroup.grouping.scores import check_gains, check_objective
+from tgroup.grouping.select import Selection
+from tgroup.grouping.solve import check_tasks, gains_problem, solve_grouping
 
 
 class FrontierPoint(NamedTuple):
@@ -70,37 +73,37 @@ def budget_frontier(tasks: Sequence[str], gains, objective: str, budget: Budget,
   if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or (
       num_points < 2):
     raise UserError(f"a budget sweep needs at least 2 points, got {num_points!r}")
-  tasks = solve_lib._check_tasks(tasks)  # pylint: disable=protected-access
+  tasks = check_tasks(tasks)
   g = check_gains(gains, tasks)
   check_objective(objective)
   constraints.check_tasks(tasks)
   free = budget.relaxed("budget") if budget.total is not None else budget
-  cands = solve_lib._Candidates(tasks, g, objective, constraints,  # pylint: disable=protected-access
-                                max_candidates, seed, free, zero_scores=False)
-  cheapest = cands.select(constraints, overlap, free, None, minimise_cost=True)
+  problem = gains_problem(tasks, g, objective, constraints, overlap, max_candidates, seed,
+                          free)
+  cheapest = problem.solve(minimise_cost=True)
   if cheapest is None:
     # The usual path explains which constraint (or cap) makes it infeasible.
-    solve_lib.solve_grouping(tasks, g, objective, constraints, overlap, max_candidates,
-                             seed=seed, budget=free)
+    solve_grouping(tasks, g, objective, constraints, overlap, max_candidates, seed=seed,
+                   budget=free)
     raise InfeasibleError("no grouping satisfies the constraints at any budget")
-  best = cands.select(constraints, overlap, free, None)
-  low, high = (_total(cands, found) for found in (cheapest, best))
+  best = problem.solve()
+  low, high = (_total(problem, found) for found in (cheapest, best))
   points = []
   for b in np.linspace(low, max(low, high), num_points):
     at = Budget(cost=budget.cost, total=_slack(float(b)),
                 max_network_cost=budget.max_network_cost,
                 allow_half_size=budget.allow_half_size, cost_model=budget.cost_model)
-    found = cands.select(constraints, overlap, at, None)
+    within = dataclasses.replace(problem, budget=at.total)
+    found = within.solve()
     if found is None:  # only rounding could do this: the cheapest selection fits
       raise RuntimeError(f"budget {b} below the cheapest selection {low}")
-    grouping = solve_lib._grouping(tasks, objective, constraints, overlap, at,  # pylint: disable=protected-access
-                                   found, cands)
-    points.append(FrontierPoint(float(b), grouping))
+    points.append(FrontierPoint(float(b), within.grouping(tasks, found, objective,
+                                                          constraints, at)))
   return points
 
 
-def _total(cands, found) -> float:
-  return math.fsum(float(cands.costs[c]) for c in found.chosen)
+def _total(problem: SelectionProblem, found: Selection) -> float:
+  return math.fsum(float(problem.costs[c]) for c in found.chosen)
 
 
 def _slack(b: float) -> float:

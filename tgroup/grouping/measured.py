@@ -14,8 +14,8 @@ import numpy as np
 from tgroup.errors import InfeasibleError, UserError
 from tgroup.grouping.budget import Budget
 from tgroup.grouping.constraints import Constraints, allowed_groups
-from tgroup.grouping.result import Grouping, canonical_groups
-from tgroup.grouping.select import try_select_candidates
+from tgroup.grouping.problem import SelectionProblem
+from tgroup.grouping.result import Grouping
 
 
 def solve_measured(tasks: Sequence[str], losses: Mapping[tuple[int, ...], np.ndarray],
@@ -65,32 +65,14 @@ def solve_measured(tasks: Sequence[str], losses: Mapping[tuple[int, ...], np.nda
     if not np.isfinite(values).all():
       raise UserError(f"measured loss of group {[tasks[t] for t in g]} is not finite")
     scores[c, list(g)] = -values
-  costs = None
-  if budget is not None and groups:
-    costs = budget.costs(groups, [False] * len(groups))
-    if budget.max_network_cost is not None:
-      keep = costs <= budget.max_network_cost
-      groups, scores, costs = [g for g, k in zip(groups, keep) if k], scores[keep], costs[keep]
-  total = None if budget is None else budget.total
-  found = (try_select_candidates([frozenset(g) for g in groups], scores, overlap,
-                                 num_groups=constraints.num_groups,
-                                 max_groups=constraints.max_groups, time_limit_s=time_limit_s,
-                                 costs=costs if total is not None else None, budget=total)
-           if groups else None)
+  problem = SelectionProblem(tuple(frozenset(g) for g in groups), scores, overlap,
+                             num_groups=constraints.num_groups,
+                             max_groups=constraints.max_groups).priced(budget)
+  found = problem.solve(time_limit_s)
   if found is None:
     limits = [constraints.describe(n) for n in constraints.active()]
     limits += [budget.describe(n) for n in budget.active()] if budget is not None else []
     raise InfeasibleError("no grouping of the measured networks satisfies the constraints "
                           f"({', '.join(limits)})")
-  chosen = [[tasks[t] for t in groups[c]] for c in found.chosen]
-  ordered, position = canonical_groups(tasks, chosen)
-  slot = {c: position[k] for k, c in enumerate(found.chosen)}
-  assignment = {tasks[t]: slot[c] for t, c in found.assignment.items()}
-  by_slot = sorted(found.chosen, key=lambda c: slot[c])
-  return Grouping(tasks=tasks, groups=ordered, assignment=assignment, objective=-found.objective,
-                  status=found.status, candidates="all", objective_name="measured_loss",
-                  constraints=constraints.to_json(), overlap=overlap,
-                  network_costs=(None if costs is None
-                                 else tuple(float(costs[c]) for c in by_slot)),
-                  half_size=None if costs is None else (False,) * len(by_slot),
-                  budget=None if budget is None else budget.to_json())
+  return problem.grouping(tasks, found, "measured_loss", constraints, budget,
+                          objective=-found.objective)

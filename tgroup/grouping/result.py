@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 from tgroup.errors import UserError
@@ -11,40 +10,15 @@ STATUSES = ("optimal", "feasible")
 CANDIDATE_KINDS = ("all", "generated")
 
 
-def canonical_groups(
-    tasks: Sequence[str], groups: Sequence[Sequence[str]]
-) -> tuple[tuple[tuple[str, ...], ...], list[int]]:
-  """Groups in the canonical order, and where each input group went.
-
-  Each group's tasks follow task order; groups are sorted by their task
-  indices (so by first task, ties broken by the next ones).
-
-  Returns:
-    ``(ordered groups, position)`` where ``position[k]`` is the index of
-    input group k in the ordered groups.
-
-  Examples:
-    >>> canonical_groups(["a", "b", "c"], [["c"], ["b", "a"]])
-    ((('a', 'b'), ('c',)), [1, 0])
-  """
-  index = {t: i for i, t in enumerate(tasks)}
-  keys = [tuple(sorted(index[t] for t in g)) for g in groups]
-  order = sorted(range(len(groups)), key=lambda k: keys[k])
-  position = [0] * len(groups)
-  for new, old in enumerate(order):
-    position[old] = new
-  ordered = tuple(tuple(tasks[i] for i in keys[k]) for k in order)
-  return ordered, position
-
-
 @dataclasses.dataclass(frozen=True)
 class Grouping:
   """Groups of tasks chosen by :func:`~tgroup.grouping.solve_grouping`.
 
   Attributes:
     tasks: all task names, in matrix order.
-    groups: the chosen groups in canonical order (see
-      :func:`canonical_groups`).
+    groups: the chosen groups in canonical order: each group's tasks in task
+      order, groups sorted by their task indices (so by first task, ties
+      broken by the next ones).
     assignment: task -> index in `groups` of the group that serves it (its
       only group in a partition; its best chosen group in a cover).
     objective: the maximised objective, the sum over tasks of their score in

@@ -10,14 +10,15 @@ from tgroup.grouping.budget import Budget
 from tgroup.grouping.candidates import build_candidates
 from tgroup.grouping.constraints import Constraints
 from tgroup.grouping.infeasible import explain_infeasible
-from tgroup.grouping.result import Grouping, canonical_groups
+from tgroup.grouping.problem import SelectionProblem
+from tgroup.grouping.result import Grouping
 from tgroup.grouping.scores import check_gains
 from tgroup.grouping.scores import check_objective
 from tgroup.grouping.scores import task_scores
-from tgroup.grouping.select import try_select_candidates
 
 
-def _check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
+  """The task names as a tuple, checked: a non-empty sequence of distinct str."""
   if isinstance(tasks, str):
     raise UserError(f"tasks must be a sequence of names, got the str {tasks!r}")
   tasks = tuple(tasks)
@@ -53,51 +54,40 @@ def _obvious_contradictions(tasks, objective, constraints, overlap) -> None:
           "groups, which objective 'tag' cannot score")
 
 
-class _Candidates:
-  """The candidate networks of one solve: task sets, scores, half-size flags, costs."""
+def gains_problem(tasks: tuple[str, ...], gains: np.ndarray, objective: str,
+                  constraints: Constraints, overlap: bool, max_candidates: int, seed: int,
+                  budget: Budget | None, zero_scores: bool = False) -> SelectionProblem:
+  """The selection problem of grouping `tasks` by `gains` (inputs already checked).
 
-  def __init__(self, tasks, gains, objective, constraints, max_candidates, seed,
-               budget: Budget | None, zero_scores: bool):
-    membership, self.kind = build_candidates(tasks, gains, objective, constraints,
-                                             max_candidates, seed)
-    if zero_scores:
-      # Feasibility checks: the objective is irrelevant, zeros solve fastest.
-      scores = np.where(membership, 0.0, np.nan)
-    else:
-      scores = task_scores(membership, gains, objective)
-    half = np.zeros(len(membership), bool)
-    if budget is not None and budget.allow_half_size:
-      # Every singleton again, as a half-size network with the same score.
-      single = membership.sum(axis=1) == 1
-      membership = np.concatenate([membership, membership[single]])
-      scores = np.concatenate([scores, scores[single]])
-      half = np.concatenate([half, np.ones(int(single.sum()), bool)])
-    self.sets = [frozenset(np.flatnonzero(row).tolist()) for row in membership]
-    self.scores, self.half, self.costs = scores, half, None
-    if budget is not None:
-      self.costs = budget.costs([sorted(c) for c in self.sets], half)
-      if budget.max_network_cost is not None:
-        keep = self.costs <= budget.max_network_cost
-        self.sets = [c for c, k in zip(self.sets, keep) if k]
-        self.scores, self.half, self.costs = scores[keep], half[keep], self.costs[keep]
+  Candidates are every allowed group or generated columns (see
+  :func:`~tgroup.grouping.candidates.build_candidates`), scored by
+  :func:`~tgroup.grouping.scores.task_scores`; a budget adds each singleton
+  again as a half-size network if it allows them, prices every candidate and
+  drops those above its per-network cap.
 
-  def select(self, constraints, overlap, budget: Budget | None, time_limit_s,
-             minimise_cost=False):
-    if not self.sets:
-      return None
-    total = None if budget is None else budget.total
-    return try_select_candidates(
-        self.sets, self.scores, overlap, num_groups=constraints.num_groups,
-        max_groups=constraints.max_groups,
-        costs=self.costs if (total is not None or minimise_cost) else None,
-        budget=total, time_limit_s=time_limit_s, minimise_cost=minimise_cost)
-
-
-def _selection(tasks, gains, objective, constraints, overlap, max_candidates,
-               seed, time_limit_s, zero_scores=False, budget=None):
-  cands = _Candidates(tasks, gains, objective, constraints, max_candidates, seed, budget,
-                      zero_scores)
-  return cands.select(constraints, overlap, budget, time_limit_s), cands
+  Args:
+    tasks, gains, objective, constraints, overlap, max_candidates, seed,
+      budget: as for :func:`solve_grouping`.
+    zero_scores: score every member 0, for feasibility checks: the objective
+      is irrelevant there and zeros solve fastest.
+  """
+  membership, kind = build_candidates(tasks, gains, objective, constraints,
+                                      max_candidates, seed)
+  if zero_scores:
+    scores = np.where(membership, 0.0, np.nan)
+  else:
+    scores = task_scores(membership, gains, objective)
+  half = np.zeros(len(membership), bool)
+  if budget is not None and budget.allow_half_size:
+    # Every singleton again, as a half-size network with the same score.
+    single = membership.sum(axis=1) == 1
+    membership = np.concatenate([membership, membership[single]])
+    scores = np.concatenate([scores, scores[single]])
+    half = np.concatenate([half, np.ones(int(single.sum()), bool)])
+  sets = tuple(frozenset(np.flatnonzero(row).tolist()) for row in membership)
+  return SelectionProblem(sets, scores, overlap, half_size=half,
+                          num_groups=constraints.num_groups,
+                          max_groups=constraints.max_groups, candidates=kind).priced(budget)
 
 
 def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
@@ -152,7 +142,7 @@ def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
     >>> solve_grouping(["a", "b", "c"], gains, "tag", overlap=True).groups
     (('a', 'b'), ('a', 'c'))
   """
-  tasks = _check_tasks(tasks)
+  tasks = check_tasks(tasks)
   g = check_gains(gains, tasks)
   check_objective(objective)
   if not isinstance(constraints, Constraints):
@@ -170,30 +160,13 @@ def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
     raise UserError("half-size networks serve single tasks, which objective 'tag' "
                     "cannot score")
 
-  found, cands = _selection(tasks, g, objective, constraints, overlap, max_candidates,
-                            seed, time_limit_s, budget=budget)
+  problem = gains_problem(tasks, g, objective, constraints, overlap, max_candidates, seed,
+                          budget)
+  found = problem.solve(time_limit_s)
   if found is None:
     raise InfeasibleError(_diagnose(tasks, g, objective, constraints, overlap,
-                                    max_candidates, seed, cands.kind, budget))
-  return _grouping(tasks, objective, constraints, overlap, budget, found, cands)
-
-
-def _grouping(tasks, objective, constraints, overlap, budget, found, cands) -> Grouping:
-  """The Grouping of a selection among ``cands``."""
-  chosen_groups = [[tasks[t] for t in sorted(cands.sets[c])] for c in found.chosen]
-  groups, position = canonical_groups(tasks, chosen_groups)
-  slot = {c: position[k] for k, c in enumerate(found.chosen)}
-  by_slot = sorted(found.chosen, key=lambda c: slot[c])
-  return Grouping(
-      tasks=tasks, groups=groups,
-      assignment={tasks[t]: slot[c] for t, c in found.assignment.items()},
-      objective=found.objective, status=found.status, candidates=cands.kind,
-      objective_name=objective, constraints=constraints.to_json(),
-      overlap=bool(overlap),
-      network_costs=(None if budget is None
-                     else tuple(float(cands.costs[c]) for c in by_slot)),
-      half_size=None if budget is None else tuple(bool(cands.half[c]) for c in by_slot),
-      budget=None if budget is None else budget.to_json())
+                                    max_candidates, seed, problem.candidates, budget))
+  return problem.grouping(tasks, found, objective, constraints, budget)
 
 
 def _diagnose(tasks, gains, objective, constraints, overlap, max_candidates,
@@ -201,9 +174,9 @@ def _diagnose(tasks, gains, objective, constraints, overlap, max_candidates,
   """Explains infeasibility by relaxing one constraint (or budget limit) at a time."""
 
   def feasible(c, obj=objective, b=budget):
-    found, _ = _selection(tasks, gains, obj, c, overlap, max_candidates,
-                          seed, None, zero_scores=True, budget=b)
-    return found is not None
+    problem = gains_problem(tasks, gains, obj, c, overlap, max_candidates, seed, b,
+                            zero_scores=True)
+    return problem.solve() is not None
 
   active = [(name, constraints.describe(name))
             for name in constraints.active()]

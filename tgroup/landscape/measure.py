@@ -388,6 +388,10 @@ def landscape_dissimilarity(taskset: TaskSet, *, num_samples: int = 256,
     raise ValueError(f"method must be fast or materialized, got {method!r}")
   if head_init not in ("same", "independent"):
     raise UserError(f"head_init must be same or independent, got {head_init!r}")
+  taskset.check()
+  if taskset.num_tasks < 2:
+    raise UserError(f"a dissimilarity between tasks needs at least two tasks; the TaskSet has "
+                    f"only {taskset.tasks[0]!r}")
   n = min(num_samples, len(taskset.train))
   if params is not None:
     starts = [params]

@@ -1,17 +1,17 @@
-"""tgroup.benchmarking's compile-stage accounting: spans are merged, not summed,
+"""launch.bench_timing's compile-stage accounting: spans are merged, not summed,
 and only what runs inside the block is counted."""
 import jax
 import jax.numpy as jnp
 from hypothesis import given, strategies as st
 
-from tgroup import benchmarking
+from launch import bench_timing
 
 
 def test_union_seconds_counts_overlapping_spans_once():
-  assert benchmarking.union_seconds([]) == 0
-  assert benchmarking.union_seconds([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == 4.0
-  assert benchmarking.union_seconds([(0.0, 10.0), (2.0, 3.0), (4.0, 5.0)]) == 10.0  # nested
-  assert benchmarking.union_seconds([(3.0, 4.0), (0.0, 1.0)]) == 2.0  # unsorted
+  assert bench_timing.union_seconds([]) == 0
+  assert bench_timing.union_seconds([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == 4.0
+  assert bench_timing.union_seconds([(0.0, 10.0), (2.0, 3.0), (4.0, 5.0)]) == 10.0  # nested
+  assert bench_timing.union_seconds([(3.0, 4.0), (0.0, 1.0)]) == 2.0  # unsorted
 
 
 @given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 10)), max_size=12))
@@ -19,14 +19,14 @@ def test_union_seconds_equals_counting_covered_unit_cells(raw):
   # Integer spans: the union's length is the number of unit cells [k, k+1) any covers.
   spans = [(float(a), float(a + w)) for a, w in raw]
   cells = {k for a, w in raw for k in range(a, a + w)}
-  assert benchmarking.union_seconds(spans) == len(cells)
+  assert bench_timing.union_seconds(spans) == len(cells)
 
 
 def test_compile_stage_seconds_sees_only_programs_made_inside_the_block():
   x = jnp.arange(5.0)
   before = jax.jit(lambda v: v + 2)
   jax.block_until_ready(before(x))  # compiled outside the block
-  with benchmarking.compile_stage_seconds() as stages:
+  with bench_timing.compile_stage_seconds() as stages:
     jax.block_until_ready(before(x))  # cached: no new trace, lowering or compile
   assert stages.seconds() == {"trace_s": 0.0, "lower_s": 0.0, "compile_s": 0.0}
   assert stages.by_program() == {}
@@ -34,7 +34,7 @@ def test_compile_stage_seconds_sees_only_programs_made_inside_the_block():
   def scaled_sine(v):
     return jnp.sin(v) * 3
 
-  with benchmarking.compile_stage_seconds() as stages:
+  with bench_timing.compile_stage_seconds() as stages:
     jax.block_until_ready(jax.jit(scaled_sine)(x))
   seconds = stages.seconds()
   assert all(seconds[k] > 0 for k in ("trace_s", "lower_s", "compile_s"))
@@ -53,7 +53,7 @@ def test_nested_spans_count_once_and_unrelated_events_are_ignored():
   # jitted function calls another), recorded by hand so the timing is exact.
   trace = "/jax/core/compile/jaxpr_trace_duration"
   compile_ = "/jax/core/compile/backend_compile_duration"
-  with benchmarking.compile_stage_seconds() as stages:
+  with bench_timing.compile_stage_seconds() as stages:
     jax.monitoring.record_event_time_span(trace, 10.0, 20.0, fun_name="outer")
     jax.monitoring.record_event_time_span(trace, 12.0, 15.0, fun_name="inner")
     jax.monitoring.record_event_time_span(compile_, 20.0, 26.0, fun_name="jit(outer)")

@@ -1,4 +1,4 @@
-"""Timing helpers for ``launch.bench``: compiled functions, interleaved repeats, medians,
+"""Timing helpers of ``launch.bench``: compiled functions, interleaved repeats, medians,
 and how much of a run went into tracing, lowering and compiling JAX programs.
 
 Measurements of several functions are interleaved round by round so that load
@@ -21,7 +21,7 @@ import numpy as np
 # JAX's monitoring events for the three stages of making a program, each reported
 # as a (start, end) wall-clock span. Tracing spans nest (an inner jit is traced
 # inside its caller's trace), so a stage's time is the union of its spans. The
-# names are JAX's, not a public contract: tests/test_benchmarking.py fails if a
+# names are JAX's, not a public contract: tests/test_bench_timing.py fails if a
 # real compile stops producing them.
 _STAGE_EVENTS = {"trace_s": "/jax/core/compile/jaxpr_trace_duration",
                  "lower_s": "/jax/core/compile/jaxpr_to_mlir_module_duration",

@@ -1,4 +1,8 @@
-"""Baseline groupings that need no measurement: random partitions."""
+"""Baselines that measure nothing: every task alone, one network for all, random groups.
+
+STL's networks are always trained (they are Δm's reference); random partitions
+take the run's number of groups, or the first grouping method's.
+"""
 from __future__ import annotations
 
 from typing import Sequence
@@ -8,6 +12,7 @@ import numpy as np
 from tgroup.errors import UserError
 from tgroup.grouping import Constraints
 from tgroup.grouping.constraints import allowed_groups
+from tgroup.methods.method import Context, Method, Outcome
 
 
 def random_partitions(tasks: Sequence[str], num_groups: int, draws: int, seed: int,
@@ -48,22 +53,34 @@ def random_partitions(tasks: Sequence[str], num_groups: int, draws: int, seed: i
                   f"satisfy the constraints in {max_tries} tries")
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-  """Spearman rank correlation of two equal-length vectors (average ranks for ties).
+def _stl(method: Method, context: Context) -> Outcome:
+  return Outcome(draws=(([(i,) for i in range(context.taskset.num_tasks)], None),))
 
-  Examples:
-    >>> spearman(np.array([1.0, 2.0, 3.0]), np.array([10.0, 30.0, 20.0]))
-    0.5
-  """
-  def ranks(x):
-    x = np.asarray(x, float)
-    order = np.argsort(x, kind="stable")
-    r = np.empty(len(x))
-    r[order] = np.arange(len(x), dtype=float)
-    for v in np.unique(x):  # ties share their mean rank
-      r[x == v] = r[x == v].mean()
-    return r
-  ra, rb = ranks(a), ranks(b)
-  ra, rb = ra - ra.mean(), rb - rb.mean()
-  denom = np.sqrt((ra @ ra) * (rb @ rb))
-  return float(ra @ rb / denom) if denom > 0 else 0.0
+
+def _mtl_all(method: Method, context: Context) -> Outcome:
+  return Outcome(draws=(([tuple(range(context.taskset.num_tasks))], None),))
+
+
+def _random(method: Method, context: Context) -> Outcome:
+  config = context.config
+  k = config.constraints.num_groups or len(next(iter(context.groupings.values())).groups)
+  draws = random_partitions(context.taskset.tasks, k, config.random_draws, config.collect.seed,
+                            config.constraints)
+  return Outcome(draws=tuple((p, None) for p in draws))
+
+
+def _check_random(config, taskset) -> None:
+  if config.random_draws < 1:
+    raise UserError(f"random_draws must be >= 1, got {config.random_draws}")
+  if config.constraints.num_groups is None and not any(
+      not m.baseline for m in config.method_records()):
+    raise UserError("random groupings need num_groups, or a grouping method whose group count "
+                    "they copy")
+
+
+STL = Method(name="stl", summary="every task alone", group=_stl, baseline=True)
+MTL_ALL = Method(name="mtl_all", summary="one network for all tasks", group=_mtl_all,
+                 baseline=True)
+RANDOM = Method(
+    name="random", summary="random partitions with the run's (or the first method's) number "
+    "of groups; mean and spread over draws", group=_random, baseline=True, check=_check_random)

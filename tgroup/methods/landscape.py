@@ -1,0 +1,120 @@
+"""The landscape method (Thakur et al. 2024): groups without training anything.
+
+Per-sample one-step optima at an initialisation θ_0 give a task dissimilarity
+(:mod:`tgroup.landscape.measure`), a graph attention network embeds the task
+graph and a Gaussian mixture clusters the embeddings
+(:mod:`tgroup.landscape.cluster`): a partition. A mixture can honour only the
+number of groups (exact or at most), no other constraint and no budget.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import time
+
+import numpy as np
+
+from tgroup import io
+from tgroup.errors import UserError
+from tgroup.gains.gains import Gains
+from tgroup.grouping import Grouping
+from tgroup.methods.method import Context, Method, Outcome
+
+HEAD_INITS = ("same", "independent")
+
+
+@dataclasses.dataclass(frozen=True)
+class LandscapeConfig:
+  """Settings of the landscape method.
+
+  Attributes:
+    samples: shared training samples the dissimilarity averages over.
+    inits: random initialisations θ_0 it averages (seeds seed, seed+1, ...).
+    knn: sparsify the task graph to each task's k nearest neighbours (None: dense).
+    head_init: ``same`` (every head of θ_0 a copy of one, see
+      :func:`tgroup.landscape.same_heads`) or ``independent``.
+  """
+  samples: int = 256
+  inits: int = 1
+  knn: int | None = None
+  head_init: str = "same"
+
+
+def _check(config, taskset) -> None:
+  c = config.landscape
+  if c.head_init not in HEAD_INITS:
+    raise UserError(f"landscape head_init (--landscape_head_init) must be same or independent, "
+                    f"got {c.head_init!r}")
+  for name, value in (("samples", c.samples), ("inits", c.inits)):
+    if value < 1:
+      raise UserError(f"landscape {name} (--landscape_{name}) must be >= 1, got {value}")
+  if c.knn is not None and not 1 <= c.knn < taskset.num_tasks:
+    raise UserError(f"landscape knn (--landscape_knn) must be between 1 and "
+                    f"{taskset.num_tasks - 1}, got {c.knn}")
+
+
+def _group(method: Method, context: Context) -> Outcome:
+  import jax  # pylint: disable=g-import-not-at-top
+  from tgroup.landscape import cluster, measure  # pylint: disable=g-import-not-at-top
+  # Imported before the clock starts, as mip is for the other methods (with
+  # tgroup.grouping): importing scikit-learn took ≈ 1.15 s, longer than the grouping.
+  importlib.import_module("sklearn.mixture")
+  ts, config = context.taskset, context.config
+  settings, seed = config.landscape, config.collect.seed
+  start = time.perf_counter()
+  d = measure.landscape_dissimilarity(
+      ts, num_samples=settings.samples, init_seeds=tuple(range(seed, seed + settings.inits)),
+      batch_size=ts.batch_size, head_init=settings.head_init)
+  collect_s = time.perf_counter() - start
+  start = time.perf_counter()
+  c = config.constraints
+  out = cluster.landscape_groups(d, ts.tasks, jax.random.key(seed), num_groups=c.num_groups,
+                                 knn=settings.knn, max_groups=c.max_groups)
+  group_s = time.perf_counter() - start
+  report = {}
+  ratio = within_across_ratio(d, ts.tasks, ts.ground_truth_groups)
+  if ratio is not None:
+    out["within_across_ratio"] = report["within_across_ratio"] = ratio
+  m = ts.num_tasks
+  gains = Gains(ts.tasks, "landscape_dissimilarity", d, np.full((m, m), settings.samples),
+                {"samples": settings.samples, "inits": settings.inits,
+                 "head_init": settings.head_init, "seconds": collect_s,
+                 "note": "a dissimilarity (lower = the tasks train well together), not a gain"})
+  gains.save(os.path.join(context.workdir, "gains_landscape_dissimilarity.json"))
+  io.write_json(os.path.join(context.workdir, "landscape.json"), out)
+  groups = tuple(tuple(g) for g in out["groups"])
+  grouping = Grouping(tasks=ts.tasks, groups=groups,
+                      assignment={t: k for k, g in enumerate(groups) for t in g},
+                      objective=float(out["gat_loss"]), status="feasible", candidates="all",
+                      objective_name="landscape_gat_reconstruction_loss",
+                      constraints=c.to_json())
+  return Outcome(draws=(grouping.indices(),), grouping=grouping, gains=gains,
+                 seconds={"collect": collect_s, "group": group_s}, report=report)
+
+
+def within_across_ratio(d: np.ndarray, tasks, ground_truth) -> float | None:
+  """Mean dissimilarity within planted groups over the mean across them: is there signal?
+
+  None without planted groups, or when either side has no pair.
+
+  Examples:
+    >>> d = np.array([[0, 1, 4], [1, 0, 4], [4, 4, 0]], float)
+    >>> within_across_ratio(d, ("a", "b", "c"), (("a", "b"), ("c",)))
+    0.25
+  """
+  if ground_truth is None:
+    return None
+  label = {t: k for k, g in enumerate(ground_truth) for t in g}
+  same = np.array([[label[a] == label[b] for b in tasks] for a in tasks])
+  off = ~np.eye(len(tasks), dtype=bool)
+  if not (same & off).any() or not (~same).any():
+    return None
+  return float(d[same & off].mean() / d[~same].mean())
+
+
+LANDSCAPE = Method(
+    name="landscape",
+    summary="training-free: per-sample one-step optima at θ_0 → task graph → graph attention "
+    "network → Gaussian mixture; partition",
+    group=_group, constraints=("num_groups", "max_groups"), budgets=False, check=_check)
