@@ -1,4 +1,4 @@
-r"""Benchmarks of the hot paths (DESIGN §6): prints figures, writes JSON with --output.
+r"""Benchmarks of the hot paths (docs/contract.md): prints figures, writes JSON with --output.
 
   python -m launch.bench --output=bench.json
 

@@ -1,4 +1,4 @@
-"""How every launcher starts and ends (DESIGN §6), with no JAX import.
+"""How every launcher starts and ends (docs/contract.md), with no JAX import.
 
 ``run(main)`` is ``app.run`` plus the contract's error handling: a mistake a user
 can make (:class:`tgroup.errors.UserError`, a bad flag value, a stray argument)

@@ -1,4 +1,4 @@
-"""Flags every benchmark launcher shares (DESIGN §6), turned into a PipelineConfig.
+"""Flags every benchmark launcher shares (docs/contract.md), turned into a PipelineConfig.
 
 A launcher defines its benchmark's flags, adopts these as key flags (so
 ``--helpshort`` lists them, see :func:`flag_modules`), builds a TaskSet and calls

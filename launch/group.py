@@ -1,6 +1,6 @@
 r"""Group tasks from a saved gains file, with no training and no JAX.
 
-Reads a gains.json (DESIGN §6) or one of TAG's released affinity files (same
+Reads a gains.json (docs/contract.md) or one of TAG's released affinity files (same
 orientation: ``gains[i][j]`` is what task j receives from task i), solves the
 grouping MIP under the constraint flags and prints the groups; ``--output``
 writes groups.json's contract atomically.

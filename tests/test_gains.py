@@ -3,7 +3,7 @@
 The reference takes every lookahead separately in a Python loop: per-task
 gradients from one ``jax.grad`` per task, explicit copies of the parameters and
 optimizer state, the optimizer applied to each combination, and each gain
-formula of DESIGN §2 written out entry by entry.
+formula of docs/design.md §2 written out entry by entry.
 """
 import copy
 import dataclasses

@@ -1,7 +1,7 @@
 """Errors a user can cause.
 
 Launchers catch :class:`UserError`, print its message on one line and exit with
-status 2 (DESIGN §6); anything else is a bug and keeps its traceback.
+status 2 (docs/contract.md); anything else is a bug and keeps its traceback.
 """
 
 

@@ -1,4 +1,4 @@
-"""Train each group's network from scratch and score every task (DESIGN §4).
+"""Train each group's network from scratch and score every task (docs/design.md §4).
 
 Every network has the same architecture (the TaskSet's model), optimizer, number
 of steps, initialisation seed and batch order; only the tasks whose losses it

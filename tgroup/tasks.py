@@ -173,13 +173,6 @@ class TaskSet:
   def num_tasks(self) -> int:
     return len(self.tasks)
 
-  def task_index(self, names: Sequence[str]) -> list[int]:
-    """Indices of task names, with a clear error for unknown names."""
-    unknown = [n for n in names if n not in self.tasks]
-    if unknown:
-      raise UserError(f"unknown task(s) {unknown}; valid tasks: {list(self.tasks)}")
-    return [self.tasks.index(n) for n in names]
-
   def init_params(self, key: jax.Array, *, once: bool = False):
     """Fresh parameters, shaped by one training sample.
 
@@ -209,11 +202,6 @@ class TaskSet:
     return _weighted_mean(self.sample_losses(self.predict(params, batch.inputs), batch.labels),
                           batch.weights)
 
-  def task_metrics(self, params, batch: data_lib.Batch) -> jax.Array:
-    """Weighted mean metric per task, shape ``(m,)``."""
-    return _weighted_mean(self.sample_metrics(self.predict(params, batch.inputs), batch.labels),
-                          batch.weights)
-
 
 def _check_label_columns(tasks: Sequence[str], split: str, dataset: Any) -> None:
   """A UserError unless a dataset's label array has one column per task, last.
@@ -228,7 +216,8 @@ def _check_label_columns(tasks: Sequence[str], split: str, dataset: Any) -> None
     ...                                                                  np.zeros(5)))
     Traceback (most recent call last):
     ...
-    tgroup.errors.UserError: the train labels have shape (5,), with no task axis: expected (samples, ..., 2), one column per task (a, b) on the last axis
+    tgroup.errors.UserError: the train labels have shape (5,), with no task axis: expected \
+(samples, ..., 2), one column per task (a, b) on the last axis
   """
   labels = getattr(dataset, "labels", None)
   if dataset is None or not hasattr(labels, "shape"):

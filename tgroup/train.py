@@ -1,4 +1,4 @@
-"""The one trainer: a jitted ``update_fn(state, batch) -> (state, losses)``.
+"""The one trainer: a jitted ``update_fn(state, batch, task_weights) -> (state, losses)``.
 
 A network is trained on the weighted sum of its task losses; a task group's
 network is the full model with weight 1 on its tasks and 0 elsewhere (heads of

@@ -70,7 +70,7 @@ only HOA, which trains every pair, does clearly better than random groups; with
 2 groups every method but landscape beats random on average. The lookahead
 measures put gt3 with gt4 and gt5 (principled: 5/5 seeds at 3 groups): the
 nested class sets align their gradients, yet trained together gt3 loses. This
-is DESIGN §2's caveat (one-step lookahead measures how gradients align, not
+is docs/design.md §2's caveat (one-step lookahead measures how gradients align, not
 what sharing does after full training) on real data.
 
 The model has no normalisation layers (no mutable state). Loss: softmax

@@ -1,4 +1,4 @@
-"""Transfer gains measured during one multi-task training run (DESIGN §2).
+"""Transfer gains measured during one multi-task training run (docs/design.md §2).
 
 Names load lazily: the file format (:class:`Gains`) is plain NumPy, so tools
 that only read gains files (``launch.group``) never import JAX.

@@ -12,8 +12,6 @@ import dataclasses
 import numpy as np
 
 MEASURES = ("principled", "principled_marginal", "tag", "cosine", "first_order")
-# Measures read off the per-task gradients alone (no lookahead forward passes).
-GRADIENT_MEASURES = ("cosine", "first_order")
 
 
 @dataclasses.dataclass(frozen=True)

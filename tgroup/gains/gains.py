@@ -1,4 +1,4 @@
-"""``Gains``: an m×m transfer matrix with per-entry counts, and its JSON file (DESIGN §6)."""
+"""``Gains``: an m×m transfer matrix with per-entry counts, and its JSON file (docs/contract.md)."""
 from __future__ import annotations
 
 import dataclasses

@@ -8,7 +8,7 @@ Per step and batch B, with the current parameters θ and optimizer state o:
    ``optimizer.update`` from o, giving θ⁺, and one forward pass gives L(θ⁺) for
    every task; the new optimizer state is dropped, so the training state never
    changes;
-3. the ratios L(θ⁺)/L(θ) become the gains of each requested measure (DESIGN §2):
+3. the ratios L(θ⁺)/L(θ) become the gains of each requested measure (docs/design.md §2):
 
    - principled: ``s[i, j] = 1 − L_j(θ⁺_{i,j}) / L_j(θ)``, the diagonal from the
      self-pair {j, j} (a step of the same size made only of j's gradient);

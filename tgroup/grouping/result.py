@@ -7,7 +7,6 @@ from typing import Any
 from tgroup.errors import UserError
 
 STATUSES = ("optimal", "feasible")
-CANDIDATE_KINDS = ("all", "generated")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +78,7 @@ class Grouping:
     return None if self.network_costs is None else float(sum(self.network_costs))
 
   def to_json(self) -> dict[str, Any]:
-    """groups.json's contract (DESIGN §6) plus this result's extra keys."""
+    """groups.json's contract (docs/contract.md) plus this result's extra keys."""
     extra = {} if self.network_costs is None else {
         "network_costs": [float(c) for c in self.network_costs],
         "half_size": [bool(h) for h in self.half_size],

@@ -119,43 +119,6 @@ def task_scores(membership: np.ndarray, gains: np.ndarray,
   return scores
 
 
-def group_task_scores(group: Sequence[int], gains: np.ndarray,
-                      objective: str) -> dict[int, float]:
-  """Per-task scores of one group, straight from the definitions.
-
-  This is the slow, readable form used to re-score a result.
-
-  Args:
-    group: task indices.
-    gains: float array (m, m).
-    objective: one of :data:`OBJECTIVES`.
-
-  Returns:
-    ``{task index: score}``.
-
-  Examples:
-    >>> import numpy as np
-    >>> group_task_scores([0, 1], np.array([[2.0, 1.0], [-1.0, 4.0]]), "tag")
-    {0: -1.0, 1: 1.0}
-  """
-  check_objective(objective)
-  members = sorted(set(int(t) for t in group))
-  if objective == "tag" and len(members) < 2:
-    raise UserError("objective 'tag' cannot score a singleton group")
-  out = {}
-  for a in members:
-    others = [float(gains[i, a]) for i in members if i != a]
-    if objective == "principled":
-      out[a] = (sum(others) + float(gains[a, a])) / len(members)
-    elif objective == "marginal":
-      out[a] = sum(others) / len(members)
-    elif objective == "hoa" and not others:
-      out[a] = float(gains[a, a])
-    else:
-      out[a] = sum(others) / len(others)
-  return out
-
-
 def hoa_gains(table, lower_is_better: bool = True) -> np.ndarray:
   """Gains for the "hoa" objective from a pairwise table.
 

@@ -1,4 +1,4 @@
-"""Training-free task grouping from the sample-wise optimisation landscape (DESIGN §2).
+"""Training-free task grouping from the sample-wise optimisation landscape (docs/design.md §2).
 
 Thakur et al. 2024: a task dissimilarity matrix (:mod:`tgroup.landscape.measure`)
 becomes a weighted task graph (:mod:`tgroup.landscape.graph`), a graph attention

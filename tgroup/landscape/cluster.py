@@ -1,6 +1,6 @@
 """Groups from task embeddings: a Gaussian mixture, its size chosen by BIC.
 
-The last stage of the landscape method (Thakur et al. 2024, DESIGN §2): fit a
+The last stage of the landscape method (Thakur et al. 2024, docs/design.md §2): fit a
 Gaussian mixture to the task embeddings of :mod:`tgroup.landscape.gat` and
 read each task's group off its most likely component.
 

@@ -1,6 +1,6 @@
 """The task graph: a Gaussian-kernel similarity graph over a task dissimilarity.
 
-The landscape measure (DESIGN §2) gives a dissimilarity ``D[i, j]``: the mean
+The landscape measure (docs/design.md §2) gives a dissimilarity ``D[i, j]``: the mean
 over shared samples of the L1 distance between the one-step optima of tasks i
 and j (lower = they train well together). Distances are not affinities: a
 graph network needs edge weights that are large for related tasks and fall to

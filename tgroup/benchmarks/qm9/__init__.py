@@ -50,7 +50,8 @@ after subtracting it, up to the scale).
 Two models share the same heads (one linear read-out per target):
 
 - ``descriptors`` (CPU default): fixed-size descriptors computed in NumPy
-  (:func:`~tgroup.benchmarks.qm9.descriptors.descriptors`), standardised on the training split, into an MLP trunk.
+  (:func:`~tgroup.benchmarks.qm9.descriptors.descriptors`), standardised on the
+  training split, into an MLP trunk.
 - ``mpnn``: a compact continuous-filter message-passing network over atoms and
   interatomic distances (:class:`MessagePassingTrunk`), padded to 29 atoms with
   masks; meant for accelerators.

@@ -157,14 +157,12 @@ def min_subsample(batch_size: int) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class Standardiser:
-  """Per-task mean and scale of the training targets, and their inverse.
+  """Per-column mean and scale of training values: ``(values − mean) / scale``.
 
   Examples:
     >>> s = Standardiser.fit(np.array([[1.0, 10.0], [3.0, 30.0]]))
     >>> s.apply(np.array([[3.0, 10.0]])).tolist(), s.scale.tolist()
     ([[1.0, -1.0]], [1.0, 10.0])
-    >>> s.invert(s.apply(np.array([[2.5, 7.0]]))).tolist()
-    [[2.5, 7.0]]
   """
   mean: np.ndarray
   scale: np.ndarray
@@ -182,13 +180,10 @@ class Standardiser:
   def apply(self, values: np.ndarray) -> np.ndarray:
     return (values - self.mean) / self.scale
 
-  def invert(self, values: np.ndarray) -> np.ndarray:
-    return values * self.scale + self.mean
-
 
 @dataclasses.dataclass(frozen=True)
 class TargetTransform:
-  """``(target − atom-reference baseline − mean) / scale`` per task, and its inverse.
+  """``(target − atom-reference baseline − mean) / scale`` per task.
 
   The baseline is ``counts @ weights`` with ``counts`` the element counts of a
   molecule plus a constant 1; ``weights`` is the least-squares fit on the
@@ -200,8 +195,6 @@ class TargetTransform:
     >>> energy = counts @ [-38.0, -75.0] + np.array([0.01, -0.01, 0.02, -0.02])
     >>> t = TargetTransform.fit(energy[:, None], counts)
     >>> float(t.scale[0]) < 0.02  # the residual's spread, not the energies'
-    True
-    >>> np.allclose(t.invert(t.apply(energy[:, None], counts), counts)[:, 0], energy)
     True
     >>> float(TargetTransform.fit(energy[:, None], counts, atom_reference=False).scale[0]) > 10
     True
@@ -223,9 +216,6 @@ class TargetTransform:
 
   def apply(self, targets: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return (targets - _design(counts) @ self.weights) / self.scale
-
-  def invert(self, values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    return values * self.scale + _design(counts) @ self.weights
 
 
 def _design(counts: np.ndarray) -> np.ndarray:
