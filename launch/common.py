@@ -135,19 +135,20 @@ def pipeline_config(default_num_groups: int | None, train_steps: int) -> pipelin
       resources=Resources(**constraint_flags.resource_flags()))
 
 
-def run(build: Callable[[], tuple[TaskSet, pipeline.PipelineConfig]]) -> None:
-  """A benchmark launcher's whole ``__main__``: ``--workdir`` checked, ``build()``, the pipeline.
+def main_of(build: Callable[[], tuple[TaskSet, pipeline.PipelineConfig]]
+            ) -> Callable[[list[str]], None]:
+  """A benchmark launcher's ``main``: ``--workdir`` checked, then ``build()``, then the pipeline.
 
   The workdir is checked before ``build`` reads any data, so a typo in it costs
-  nothing; errors a user can cause end as one line and exit status 2
-  (:func:`launch.cli.run`).
+  nothing. Run it with :func:`launch.cli.run`, which turns a user's mistake into
+  one line and exit status 2.
   """
   def main(argv):
     del argv
     where = workdir()
     pipeline.run_pipeline(*build(), where)
 
-  cli.run(main)
+  return main
 
 
 def workdir() -> str:

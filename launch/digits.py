@@ -38,6 +38,7 @@ added by ``--tasks`` (2^m − 1 networks); larger ``--num_train``, ``--width`` a
 """
 from absl import flags
 
+from launch import cli
 from launch import common
 from tgroup import pipeline
 from tgroup.benchmarks import digits
@@ -70,5 +71,7 @@ def build() -> tuple[TaskSet, pipeline.PipelineConfig]:
                                          _TRAIN_STEPS.value)
 
 
+main = common.main_of(build)
+
 if __name__ == "__main__":
-  common.run(build)
+  cli.run(main)

@@ -29,6 +29,7 @@ Larger setting, for an accelerator (not measured):
 """
 from absl import flags
 
+from launch import cli
 from launch import common
 from tgroup import pipeline
 from tgroup.benchmarks import qm9
@@ -74,5 +75,7 @@ def build() -> tuple[TaskSet, pipeline.PipelineConfig]:
   return taskset, config
 
 
+main = common.main_of(build)
+
 if __name__ == "__main__":
-  common.run(build)
+  cli.run(main)

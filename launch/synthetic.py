@@ -14,6 +14,7 @@ import math
 
 from absl import flags
 
+from launch import cli
 from launch import common
 from tgroup import pipeline
 from tgroup.benchmarks import synthetic
@@ -41,5 +42,7 @@ def build() -> tuple[TaskSet, pipeline.PipelineConfig]:
   return taskset, common.pipeline_config(_NUM_CLUSTERS.value, _TRAIN_STEPS.value)
 
 
+main = common.main_of(build)
+
 if __name__ == "__main__":
-  common.run(build)
+  cli.run(main)
