@@ -7,8 +7,9 @@ The conventions of those files:
   output is checked), any other block is executed;
 - a ```sh block is run line by line with bash from the repository root (a line
   ending in ``\\`` continues), in one shell per file, and every line must exit 0.
-  Workdirs are written under ``/tmp/tgroup/``, which the test points at a
-  fresh temporary directory;
+  Workdirs are written under ``/tmp/tgroup_runs/`` (not ``/tmp/tgroup/``: a folder
+  named like the package would shadow it for Python started in ``/tmp``), which
+  the test points at a fresh temporary directory;
 - an HTML comment ``<!-- docs test: slow -->`` right above a block runs it
   only under ``-m slow``, where the whole file runs in order (so a fast block
   must not need a slow block's output);
@@ -112,13 +113,13 @@ def test_blocks_run_as_written(path, slow, tmp_path, monkeypatch):
   for block in _runs(path, slow):
     where = f"{block.path}:{block.line}"
     if block.language == "python":
-      code = block.code.replace("/tmp/tgroup/", work)
+      code = block.code.replace("/tmp/tgroup_runs/", work)
       _run_python(block._replace(code=code), globs)
       continue
     env = dict(os.environ, PYTHONPATH=ROOT, PATH=os.path.dirname(sys.executable) + os.pathsep
                + os.environ.get("PATH", ""))
     for command in commands(block.code):
-      command = command.replace("/tmp/tgroup/", work)
+      command = command.replace("/tmp/tgroup_runs/", work)
       proc = subprocess.run(["bash", "-c", "set -o pipefail; " + command], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=3600)
       assert proc.returncode == 0, (f"{where}: `{command}` exited {proc.returncode}\n"

@@ -1,4 +1,7 @@
-"""Gains a workdir already holds: reused when the run that wrote them was the same.
+"""The collect stage of a pipeline run: gains given, reused, or collected once.
+
+:func:`collect_for_run` takes the gains a caller collected already, collects
+the rest in one run, and writes them all to the workdir.
 
 A pipeline run writes every collected measure to ``gains_<measure>.json`` with
 its identity (:func:`tgroup.identity.gains_identity`: the TaskSet's definition
