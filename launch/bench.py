@@ -49,6 +49,15 @@ Landscape (training-free) figures, same model and batch:
                                come from JAX's persistent cache, filled by an earlier
                                untimed process (the launchers' --compilation_cache:
                                what a second launch of the same problem costs)
+
+With --mesh (as the launchers'), the collection figures run on the collection
+stage's mesh and end_to_end's runs on the run's mesh; the other figures on one
+device. Record both, one device and --mesh=auto, on an accelerator.
+
+Mesh (--sections=mesh, not in the default sections): per-device bytes of one
+collection step and one step of 8 group networks on 1, 2, 4 and 8 devices, from
+XLA's compiled memory analysis (launch/bench_mesh.py, which names each figure),
+on a model of --mesh_trunk_width.
 """
 import functools
 import importlib
@@ -68,8 +77,10 @@ import optax
 
 from launch import bench_timing
 from tgroup import io
+from tgroup import mesh as mesh_lib
 from tgroup import train
 from tgroup.benchmarks import synthetic
+from tgroup.errors import UserError
 from tgroup.gains import CollectConfig, lookahead, run_collection
 from tgroup.gains import combinations
 from tgroup.grouping import Constraints, solve_grouping
@@ -85,26 +96,39 @@ _MAP_BATCH_SIZE = flags.DEFINE_integer("map_batch_size", lookahead.CPU_MAP_BATCH
                                        "lax.map batch size of principled_lax_map_ms.")
 _SECTIONS = flags.DEFINE_list("sections", "collection,landscape,end_to_end",
                               "Which groups of figures to measure.")
+_MESH_TRUNK_WIDTH = flags.DEFINE_integer(
+    "mesh_trunk_width", 256, "Trunk width of the mesh section's model: wide enough that "
+    "weights, not a batch's activations, take most of a step's memory.")
+_MESH = flags.DEFINE_string(
+    "mesh", None, "Measure on several devices (AXIS:N[,AXIS:N] or auto, as the launchers' "
+    "--mesh): the collection figures on the collection stage's mesh, end_to_end's runs with "
+    "it. Unset: one device.")
 _MAP_BATCH_SIZES = flags.DEFINE_list("map_batch_sizes", [], "Also time lax.map at each of "
                                      "these batch sizes (1 = one combination at a time).")
 
 
-def collection_figures(ts, rounds: int, map_batch_size: int, sweep: list[int]
-                       ) -> dict[str, float]:
-  """The figures of the issue that introduced collection (see the module docstring)."""
+def collection_figures(ts, rounds: int, map_batch_size: int, sweep: list[int],
+                       mesh: str | None = None) -> dict[str, float]:
+  """The figures of the issue that introduced collection (see the module docstring).
+
+  With ``mesh``, every step runs on the collection stage's mesh (tgroup.mesh).
+  """
   m = ts.num_tasks
   state = train.init_state(ts, jax.random.key(0))
   batches = ts.train.train_batches(ts.batch_size, seed=0)
   update_fn = jax.jit(train.make_update_fn(ts))
   for _ in range(5):  # a few steps so the momentum state is not all zeros
     state, _ = update_fn(state, next(batches), jnp.ones(m))
-  batch = jax.device_put(next(batches))
+  on = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(mesh), "collect", batch_size=ts.batch_size)
+  batch = mesh_lib.put_batch(next(batches), on) if on else jax.device_put(next(batches))
+  if on:
+    state = mesh_lib.put(state, mesh_lib.replicated(on))
   params, opt_state = state.params, state.opt_state
   ones = jnp.ones(m)
 
   def collector(measures, strategy, batch_size=None):
     step = jax.jit(lookahead.make_collect_step(ts, measures, strategy=strategy,
-                                               map_batch_size=batch_size))
+                                               map_batch_size=batch_size, mesh=on))
     cstate = lookahead.init_collector(jax.random.key(1), m, measures)
     return lambda: step(cstate, params, opt_state, batch)
 
@@ -181,7 +205,7 @@ def landscape_figures(ts, rounds: int) -> dict[str, float]:
 
 
 def data_to_groups_seconds(method: str, num_clusters: int, tasks_per_cluster: int, *,
-                           by_program: bool = False) -> dict:
+                           by_program: bool = False, mesh: str | None = None) -> dict:
   """Wall time from data to groups with one method, in this process, and its parts.
 
   Imports and JAX's backend start-up come before the clock starts; compilation
@@ -201,12 +225,15 @@ def data_to_groups_seconds(method: str, num_clusters: int, tasks_per_cluster: in
     start = time.perf_counter()
     ts = synthetic.synthetic(num_clusters, tasks_per_cluster)
     if method == "landscape":
+      on = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(mesh), "landscape",
+                               batch_size=ts.batch_size)
       d = landscape_measure.landscape_dissimilarity(ts, num_samples=256,
-                                                    batch_size=ts.batch_size)
+                                                    batch_size=ts.batch_size, mesh=on)
       landscape_cluster.landscape_groups(d, ts.tasks, jax.random.key(0),
                                          num_groups=num_clusters)
     else:
-      gains = run_collection(ts, CollectConfig(measures=("principled",), quiet=True)).gains
+      gains = run_collection(ts, CollectConfig(measures=("principled",), quiet=True,
+                                               mesh=mesh)).gains
       solve_grouping(ts.tasks, gains["principled"].gains, "principled",
                      Constraints(num_groups=num_clusters))
     total = time.perf_counter() - start
@@ -219,16 +246,17 @@ def data_to_groups_seconds(method: str, num_clusters: int, tasks_per_cluster: in
   return result
 
 
-def end_to_end_figures(num_clusters: int, tasks_per_cluster: int) -> dict[str, float]:
+def end_to_end_figures(num_clusters: int, tasks_per_cluster: int, mesh: str | None = None
+                       ) -> dict[str, float]:
   """Each method in fresh processes: cold (no persistent compilation cache, so
   every program compiles), then with a cache that an earlier, untimed process
   filled (what a second launch of the same problem costs). The cold run has no
   cache at all: with one, it would also pay for serialising every program."""
   fig = {}
   code = ("import json; from launch import bench; "
-          "print(json.dumps(bench.data_to_groups_seconds({!r}, {}, {})))")
+          "print(json.dumps(bench.data_to_groups_seconds({!r}, {}, {}, mesh={!r})))")
   run = lambda method, env: json.loads(subprocess.run(
-      [sys.executable, "-c", code.format(method, num_clusters, tasks_per_cluster)], env=env,
+      [sys.executable, "-c", code.format(method, num_clusters, tasks_per_cluster, mesh)], env=env,
       check=True, capture_output=True, text=True).stdout.splitlines()[-1])
   plain = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
   for method in ("landscape", "principled"):
@@ -248,6 +276,23 @@ def end_to_end_figures(num_clusters: int, tasks_per_cluster: int) -> dict[str, f
   return fig
 
 
+def mesh_figures() -> dict[str, float]:
+  """launch.bench_mesh's per-device memory figures, from a process of their own.
+
+  On a host with fewer than 8 accelerators the figures come from 8 CPU devices
+  faked by XLA (compiled memory analysis needs no real device memory).
+  """
+  env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "")
+                                    + " --xla_force_host_platform_device_count=8").strip())
+  if len(jax.devices()) < 8:
+    env["JAX_PLATFORMS"] = "cpu"
+  args = [str(a) for a in (_CLUSTERS.value, _TASKS_PER_CLUSTER.value, _BATCH_SIZE.value,
+                           _MESH_TRUNK_WIDTH.value)]
+  out = subprocess.run([sys.executable, "-m", "launch.bench_mesh", *args], env=env, check=True,
+                       capture_output=True, text=True, timeout=1800)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv):
   del argv
   ts = synthetic.synthetic(_CLUSTERS.value, _TASKS_PER_CLUSTER.value,
@@ -256,22 +301,32 @@ def main(argv):
     sweep = [int(b) for b in _MAP_BATCH_SIZES.value]
   except ValueError:
     raise app.UsageError(f"--map_batch_sizes must be integers: {_MAP_BATCH_SIZES.value}")
+  try:
+    spec = mesh_lib.MeshSpec.parse(_MESH.value)
+    if spec is not None:
+      spec.check(len(jax.devices()), batch_size=_BATCH_SIZE.value, chunk_size=1)
+  except UserError as e:
+    raise app.UsageError(str(e)) from None
   sections = set(_SECTIONS.value)
-  unknown = sections - {"collection", "landscape", "end_to_end"}
+  unknown = sections - {"collection", "landscape", "end_to_end", "mesh"}
   if unknown:
     raise app.UsageError(f"unknown --sections {sorted(unknown)}")
   figures = {}
   if "collection" in sections:
-    figures.update(collection_figures(ts, _ROUNDS.value, _MAP_BATCH_SIZE.value, sweep))
+    figures.update(collection_figures(ts, _ROUNDS.value, _MAP_BATCH_SIZE.value, sweep,
+                                      mesh=_MESH.value))
   if "landscape" in sections:
     figures.update(landscape_figures(ts, _ROUNDS.value))
   if "end_to_end" in sections:
-    figures.update(end_to_end_figures(_CLUSTERS.value, _TASKS_PER_CLUSTER.value))
+    figures.update(end_to_end_figures(_CLUSTERS.value, _TASKS_PER_CLUSTER.value, _MESH.value))
+  if "mesh" in sections:
+    figures.update(mesh_figures())
   result = {"device": bench_timing.device_description(),
             "figures": {k: round(v, 4) for k, v in figures.items()},
             "settings": {"batch_size": _BATCH_SIZE.value, "num_tasks": ts.num_tasks,
                          "rounds": _ROUNDS.value, "map_batch_size": _MAP_BATCH_SIZE.value,
-                         "jax": jax.__version__}}
+                         "jax": jax.__version__,
+                         **({"mesh": _MESH.value} if _MESH.value else {})}}
   print(json.dumps(result, indent=1))
   if _OUTPUT.value:
     io.write_json(_OUTPUT.value, result)

@@ -99,11 +99,13 @@ def compile_stage_seconds() -> Iterator[CompileStages]:
 
 
 def device_description() -> str:
-  """e.g. ``cpu (2 cores, x86_64)`` or ``gpu: NVIDIA H100 80GB HBM3``."""
-  dev = jax.devices()[0]
+  """e.g. ``cpu (2 cores, x86_64)``, ``gpu: NVIDIA H100 80GB HBM3`` or ``... × 8 devices``."""
+  devices = jax.devices()
+  dev = devices[0]
+  count = f" × {len(devices)} devices" if len(devices) > 1 else ""
   if dev.platform == "cpu":
-    return f"cpu ({os.cpu_count()} cores, {platform.machine()})"
-  return f"{dev.platform}: {dev.device_kind}"
+    return f"cpu ({os.cpu_count()} cores, {platform.machine()}){count}"
+  return f"{dev.platform}: {dev.device_kind}{count}"
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], object]], *, rounds: int = 30,

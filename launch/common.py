@@ -10,9 +10,12 @@ import sys
 from typing import Callable
 
 from absl import flags
+from absl import logging
 
 from launch import cli
 from launch import constraint_flags
+from tgroup import distributed
+from tgroup import mesh as mesh_lib
 from tgroup import pipeline
 from tgroup.errors import UserError
 from tgroup.gains import CollectConfig
@@ -70,6 +73,25 @@ _LANDSCAPE_HEAD_INIT = flags.DEFINE_enum(
     "hide every task relation at initialisation, README) or each its own draw.")
 _CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 16, "Group networks trained at once under "
                                    "vmap (results depend on it in the last bits).")
+_MESH = flags.DEFINE_string(
+    "mesh", None, "Run on several devices: AXIS:N[,AXIS:N] over the axes data (each batch "
+    "split), combos (a collection step's lookaheads split) and networks (a chunk of group "
+    "networks split), whose sizes multiply to the number of devices; or auto (every device, "
+    "on the axis that suits each stage: docs/accelerators.md). Unset: one device.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "One run over several processes (hosts): start the same command in "
+    "each; joins JAX's distributed runtime, whose coordinator, process count and this "
+    "process's id come from --coordinator_address, --num_processes and --process_id or, "
+    "unset, from the environment Cloud TPU VMs and SLURM set. Only process 0 writes files. "
+    "Without --mesh: --mesh=auto.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "With --distributed: HOST:PORT "
+                                   "of process 0, where every process joins.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --distributed: how many "
+                                      "processes the run has.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --distributed: this process's id, "
+                                   "0 to --num_processes - 1.")
+_INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "With --distributed: "
+                                     "seconds to wait for every process to join.")
 _EVAL_SEEDS = flags.DEFINE_integer("eval_seeds", 1, "Train every group network with this many "
                                    "seeds (seed, seed+1, ...) and average.")
 
@@ -118,7 +140,7 @@ def pipeline_config(default_num_groups: int | None, train_steps: int) -> pipelin
                           sample_tasks=_SAMPLE_TASKS.value, sample_bias=_SAMPLE_BIAS.value,
                           strategy=_STRATEGY.value, map_batch_size=_MAP_BATCH_SIZE.value,
                           seed=seed(), checkpoint_every=_CHECKPOINT_EVERY.value or None,
-                          quiet=cli.QUIET.value)
+                          quiet=quiet())
   return pipeline.PipelineConfig(
       methods=tuple(m.strip() for m in _METHODS.value),
       constraints=constraint_flags.constraints(default_num_groups),
@@ -131,8 +153,36 @@ def pipeline_config(default_num_groups: int | None, train_steps: int) -> pipelin
       max_oracle_networks=_MAX_ORACLE_NETWORKS.value,
       landscape=LandscapeConfig(samples=_LANDSCAPE_SAMPLES.value, inits=_LANDSCAPE_INITS.value,
                                 knn=_LANDSCAPE_KNN.value, head_init=_LANDSCAPE_HEAD_INIT.value),
-      quiet=cli.QUIET.value,
-      resources=Resources(**constraint_flags.resource_flags()))
+      quiet=quiet(),
+      resources=Resources(**constraint_flags.resource_flags()),
+      mesh=mesh())
+
+
+def quiet() -> bool:
+  """``--quiet``, or a distributed run's process other than 0 (process 0 speaks for all)."""
+  return cli.QUIET.value or distributed.process_index() != 0
+
+
+def mesh() -> str | None:
+  """``--mesh``, checked and normalised; ``auto`` for a distributed run without one."""
+  spec = mesh_lib.MeshSpec.parse(_MESH.value)
+  if spec is None:
+    return "auto" if _DISTRIBUTED.value else None
+  return str(spec)
+
+
+def start_distributed() -> None:
+  """With ``--distributed``, joins the distributed run; its flags are checked before."""
+  config = distributed.DistributedConfig(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                         _PROCESS_ID.value, _INIT_TIMEOUT.value)
+  if not _DISTRIBUTED.value:
+    given = [f.name for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID) if f.value is not None]
+    if given:
+      raise UserError(f"--{', --'.join(given)} only with --distributed")
+    return
+  distributed.initialize(config)
+  if distributed.process_index() != 0:
+    logging.set_verbosity(logging.WARNING)
 
 
 def main_of(build: Callable[[], tuple[TaskSet, pipeline.PipelineConfig]]
@@ -145,8 +195,16 @@ def main_of(build: Callable[[], tuple[TaskSet, pipeline.PipelineConfig]]
   """
   def main(argv):
     del argv
-    where = workdir()
-    pipeline.run_pipeline(*build(), where)
+    try:
+      start_distributed()
+      where = workdir()
+      pipeline.run_pipeline(*build(), where)
+    except UserError:
+      # Once joined, every process of a distributed run meets the same mistake:
+      # process 0 says it. Before, each process's own flags may be wrong.
+      if distributed.process_index() != 0:
+        sys.exit(2)
+      raise
 
   return main
 

@@ -44,3 +44,19 @@ def test_data_to_groups_runs_the_landscape_method_and_splits_its_time():
   assert all(parts[k] > 0 for k in ("trace_s", "lower_s", "compile_s"))
   assert parts["other_s"] >= 0
   assert np.isclose(sum(v for k, v in parts.items() if k != "total_s"), parts["total_s"])
+
+
+def test_collection_figures_on_a_mesh_and_a_mesh_that_does_not_fit(tmp_path):
+  out = tmp_path / "bench.json"
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  args = [sys.executable, "-m", "launch.bench", "--sections=collection", "--rounds=1",
+          "--num_clusters=2", "--tasks_per_cluster=2", f"--output={out}"]
+  subprocess.run(args + ["--mesh=auto"], cwd=ROOT, env=env, check=True, capture_output=True,
+                 text=True)
+  result = json.loads(out.read_text())
+  assert result["settings"]["mesh"] == "auto" and result["device"].endswith("× 2 devices")
+  assert all(np.isfinite(v) and v > 0 for v in result["figures"].values())
+  proc = subprocess.run(args + ["--mesh=data:4"], cwd=ROOT, env=env, capture_output=True,
+                        text=True)
+  assert proc.returncode != 0 and "--mesh=data:4 spans 4 devices, but this run has 2" in proc.stderr

@@ -40,6 +40,10 @@ UNCHANGED = {
     "alone": "grouping", "budget": "grouping", "cost_model": "grouping",
     "max_network_cost": "grouping", "allow_half_size": "grouping (half-size networks have "
     "an identity of their own)", "costs_file": "grouping", "budget_sweep": "grouping",
+    # A distributed run: how its processes meet (--distributed itself means --mesh=auto).
+    "coordinator_address": "where the processes meet", "num_processes": "the mesh is the "
+    "identity's, not how its devices are spread over processes", "process_id": "which "
+    "process this is", "initialization_timeout": "how long processes wait for each other",
     # CelebA: where the data are and how they are decoded.
     "data_dir": "where the data are read from",
     "prepare_from": "a separate mode that prepares the data and exits",
@@ -54,6 +58,8 @@ OTHER_VALUE = {
     "workdir": "/tmp/elsewhere",
     "compilation_cache": "",
     "costs_file": "/tmp/costs.json",
+    "mesh": "auto",
+    "coordinator_address": "10.0.0.1:1234",
     "data_dir": "/tmp/other_data",
     "prepare_from": "/tmp/release",
     ("launch.digits", "tasks"): "gt3,gt4,even",
@@ -87,10 +93,9 @@ _PROBE = textwrap.dedent("""
       flags.FLAGS.unparse_flags()
       flags.FLAGS(["probe"] + argv)
       taskset, config = launcher.build()
-      steps = config.train_steps or taskset.train_steps
       out[name] = [identity.digest(identity.gains_identity(
                        taskset, config.collect_config().settings(taskset))),
-                   identity.digest(identity.network_identity(taskset, steps, config.chunk_size))]
+                   identity.digest(config.network_identity(taskset))]
     print(json.dumps(out))
 """)
 

@@ -13,6 +13,7 @@ from typing import Mapping, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import numpy as np
 
 from tgroup import train
@@ -59,7 +60,8 @@ class ResultCache(Protocol):
 
 def train_groups(taskset: TaskSet, groups: Sequence[Sequence[int]], *, seeds: Sequence[int] = (0,),
                  steps: int | None = None, chunk_size: int = 16, quiet: bool = False,
-                 cache: ResultCache | None = None) -> dict[Group, NetworkResult]:
+                 cache: ResultCache | None = None, mesh: Mesh | None = None
+                 ) -> dict[Group, NetworkResult]:
   """Trains one network per distinct group and seed; returns results per group.
 
   Networks train in chunks of exactly ``chunk_size`` under vmap (the last chunk
@@ -77,6 +79,8 @@ def train_groups(taskset: TaskSet, groups: Sequence[Sequence[int]], *, seeds: Se
     chunk_size: networks trained at once.
     quiet: no progress lines.
     cache: finished networks are read from and written to it, chunk by chunk.
+    mesh: split each chunk over the mesh's ``networks`` axis and every batch
+      over its ``data`` axis (:mod:`tgroup.mesh`); None: one device.
 
   Examples:
     >>> from tgroup.benchmarks.synthetic import synthetic
@@ -99,7 +103,8 @@ def train_groups(taskset: TaskSet, groups: Sequence[Sequence[int]], *, seeds: Se
         todo.append(g)
     for start in range(0, len(todo), chunk_size):
       chunk = todo[start:start + chunk_size]
-      for g, result in zip(chunk, _train_chunk(taskset, chunk, seed, steps, chunk_size, quiet)):
+      for g, result in zip(chunk, _train_chunk(taskset, chunk, seed, steps, chunk_size, quiet,
+                                               mesh)):
         done[(g, seed)] = result
         if cache is not None:
           cache.put(g, seed, result)
@@ -107,18 +112,20 @@ def train_groups(taskset: TaskSet, groups: Sequence[Sequence[int]], *, seeds: Se
 
 
 def _train_chunk(taskset: TaskSet, chunk: Sequence[Group], seed: int, steps: int,
-                 chunk_size: int, quiet: bool) -> list[NetworkResult]:
+                 chunk_size: int, quiet: bool, mesh: Mesh | None = None) -> list[NetworkResult]:
   masks = np.zeros((chunk_size, taskset.num_tasks), np.float32)
   for k, g in enumerate(chunk):
     masks[k, list(g)] = 1.0
   start = time.perf_counter()
   keys = jnp.stack([jax.random.key(seed)] * chunk_size)
   states = train.train_networks(taskset, masks, keys, steps=steps, data_seed=seed, quiet=quiet,
-                                desc=f"train {len(chunk)} networks (seed {seed})")
-  test_loss, test_metric = train.evaluate(taskset, states.params, taskset.test, stacked=True)
+                                desc=f"train {len(chunk)} networks (seed {seed})", mesh=mesh)
+  test_loss, test_metric = train.evaluate(taskset, states.params, taskset.test, stacked=True,
+                                          mesh=mesh)
   val_loss = val_metric = None
   if taskset.val is not None:
-    val_loss, val_metric = train.evaluate(taskset, states.params, taskset.val, stacked=True)
+    val_loss, val_metric = train.evaluate(taskset, states.params, taskset.val, stacked=True,
+                                          mesh=mesh)
   seconds = (time.perf_counter() - start) / len(chunk)
   pick = lambda a, k: None if a is None else a[k]
   return [NetworkResult(g, test_loss[k], test_metric[k], pick(val_loss, k), pick(val_metric, k),

@@ -9,11 +9,18 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tgroup import distributed
 from tgroup.errors import UserError
 
 
 def atomic_write_bytes(path: str, payload: bytes) -> None:
-  """Writes to a temporary file in the same directory, fsyncs, then renames."""
+  """Writes to a temporary file in the same directory, fsyncs, then renames.
+
+  In a distributed run only process 0 writes (:func:`tgroup.distributed.writes_files`):
+  every process holds the same results, and one copy is what a shared disk wants.
+  """
+  if not distributed.writes_files():
+    return
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")

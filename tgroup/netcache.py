@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 from tgroup import identity as identity_lib
+from tgroup import distributed
 from tgroup import io
 from tgroup.errors import UserError
 from tgroup.evaluate import Group, NetworkResult
@@ -35,6 +36,10 @@ class NetworkCache:
   def __init__(self, directory: str, identity: dict):
     self.directory = os.path.join(directory, identity_lib.digest(identity))
     self.identity = identity
+    # In a distributed run, what this run trained, for the processes that do not
+    # write: they then take the decisions process 0 takes from its own files,
+    # whenever those land on a shared disk.
+    self._this_run: dict[tuple[Group, int], NetworkResult] = {}
     os.makedirs(self.directory, exist_ok=True)
     identity_path = os.path.join(self.directory, "identity.json")
     if not os.path.exists(identity_path):
@@ -44,6 +49,8 @@ class NetworkCache:
     return os.path.join(self.directory, f"{'-'.join(map(str, group))}_s{seed}.json")
 
   def get(self, group: Group, seed: int) -> NetworkResult | None:
+    if (group, seed) in self._this_run:
+      return self._this_run[(group, seed)]
     path = self._path(group, seed)
     if not os.path.exists(path):
       return None
@@ -54,7 +61,10 @@ class NetworkCache:
                       "retrain that network") from None
 
   def put(self, group: Group, seed: int, result: NetworkResult) -> None:
-    io.write_json(self._path(group, seed), result.to_json())
+    saved = result.to_json()
+    if not distributed.writes_files():
+      self._this_run[(group, seed)] = NetworkResult.from_json(saved)  # as process 0 reads it
+    io.write_json(self._path(group, seed), saved)
 
   def __len__(self) -> int:
     return sum(1 for f in os.listdir(self.directory) if f.endswith(".json")) - 1

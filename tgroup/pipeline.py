@@ -11,11 +11,14 @@ import dataclasses
 import os
 from typing import Mapping, Sequence
 
+import jax
 import numpy as np
 
+from tgroup import distributed
 from tgroup import evaluate
 from tgroup import identity
 from tgroup import io
+from tgroup import mesh as mesh_lib
 from tgroup import methods as methods_lib
 from tgroup import plots
 from tgroup import report as report_lib
@@ -56,6 +59,8 @@ class PipelineConfig:
     landscape: settings of the landscape method.
     quiet: no progress lines and no table.
     resources: network costs, budgets and the budget sweep.
+    mesh: the devices to run on, ``AXIS:N[,AXIS:N]`` over ``data``, ``combos``
+      and ``networks``, or ``auto`` (:mod:`tgroup.mesh`); None: one device.
   """
   methods: tuple[str | Method, ...] = ("principled", "tag", "stl", "mtl_all")
   constraints: Constraints = Constraints()
@@ -69,6 +74,7 @@ class PipelineConfig:
   landscape: LandscapeConfig = LandscapeConfig()
   quiet: bool = False
   resources: Resources = Resources()
+  mesh: str | None = None
 
   def method_records(self) -> list[Method]:
     """The methods' records, in order (UserError for unknown or repeated names)."""
@@ -85,6 +91,9 @@ class PipelineConfig:
     """Fails fast, before any training, on every setting a user can get wrong."""
     records = self.method_records()
     taskset.check()
+    if self.mesh is not None:
+      mesh_lib.MeshSpec.parse(self.mesh).check(len(jax.devices()), batch_size=taskset.batch_size,
+                                               chunk_size=self.chunk_size)
     if taskset.num_tasks < 2:
       raise UserError(f"grouping needs at least two tasks; the TaskSet has only "
                       f"{taskset.tasks[0]!r}")
@@ -123,10 +132,15 @@ class PipelineConfig:
         solve_grouping(list(taskset.tasks), zeros, method.objective, self.constraints,
                        overlap=method.overlap, budget=budget)
 
+  def network_identity(self, taskset: TaskSet) -> dict | None:
+    """What a saved group network's results depend on (:mod:`tgroup.identity`)."""
+    return identity.network_identity(taskset, self.train_steps or taskset.train_steps,
+                                     self.chunk_size, **({"mesh": self.mesh} if self.mesh else {}))
+
   def collect_config(self) -> CollectConfig:
     """The collection settings, measuring what the methods need (principled if none)."""
     measures = tuple(dict.fromkeys(m.measure for m in self.method_records() if m.measure))
-    return dataclasses.replace(self.collect, measures=measures or ("principled",))
+    return dataclasses.replace(self.collect, measures=measures or ("principled",), mesh=self.mesh)
 
 
 def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str,
@@ -162,10 +176,12 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str,
   if budget is not None and budget.active():
     config.check_feasible(taskset, budget)  # budget limits too fail before any training
   os.makedirs(workdir, exist_ok=True)
-  steps = config.train_steps or taskset.train_steps
-  key = identity.network_identity(taskset, steps, config.chunk_size)
+  distributed.barrier("tgroup run start")  # nobody writes before everyone has looked
+  key = config.network_identity(taskset)
+  mesh = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(config.mesh), "train",
+                             batch_size=taskset.batch_size, chunk_size=config.chunk_size)
   options = dict(seeds=config.eval_seeds, steps=config.train_steps, chunk_size=config.chunk_size,
-                 quiet=config.quiet)
+                 quiet=config.quiet, mesh=mesh)
   cache = lambda k: NetworkCache(os.path.join(workdir, "networks"), k) if k else MemoryCache()
   train = lambda groups, c=cache(key): evaluate.train_groups(taskset, groups, cache=c, **options)
   half = (HalfSizeNetworks(taskset, options, cache(key and dict(key, half_size=True)))
@@ -250,4 +266,5 @@ def _settings(taskset: TaskSet, config: PipelineConfig) -> dict:
       "random_draws": config.random_draws,
       "landscape": dataclasses.asdict(config.landscape),
       "resources": dataclasses.asdict(config.resources),
+      **({"mesh": config.mesh} if config.mesh else {}),
   }

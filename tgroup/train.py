@@ -11,9 +11,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import numpy as np
 import optax
 
+from tgroup import mesh as mesh_lib
 from tgroup import progress
 from tgroup.errors import NonFiniteLossError
 from tgroup.tasks import TaskSet
@@ -59,27 +61,33 @@ def make_eval_fn(taskset: TaskSet):
 
 
 def evaluate(taskset: TaskSet, params, dataset, *, stacked: bool = False,
-             batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+             batch_size: int | None = None, mesh: Mesh | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
   """Mean per-task loss and metric of ``params`` on ``dataset``.
 
   With ``stacked=True`` params carry a leading network axis and the results are
-  ``(networks, m)``; otherwise ``(m,)``.
+  ``(networks, m)``; otherwise ``(m,)``. With a ``mesh`` each batch is split over
+  its ``data`` axis (and stacked params over ``networks``).
   """
   eval_fn = make_eval_fn(taskset)
   if stacked:
     eval_fn = jax.vmap(eval_fn, in_axes=(0, None))
   eval_fn = jax.jit(eval_fn)
+  if mesh is not None:
+    params = mesh_lib.put(params, mesh_lib.leading(mesh, "networks") if stacked
+                          else mesh_lib.replicated(mesh))
   loss_sum = metric_sum = count = 0.0
   for batch in dataset.eval_batches(batch_size or taskset.batch_size):
-    l, m, c = eval_fn(params, batch)
+    l, m, c = mesh_lib.settle(eval_fn(params, mesh_lib.put_batch(batch, mesh)), mesh)
     loss_sum, metric_sum, count = loss_sum + l, metric_sum + m, count + c
-  count = np.asarray(count)[..., None] if stacked else np.asarray(count)
-  return np.asarray(loss_sum) / count, np.asarray(metric_sum) / count
+  loss_sum, metric_sum, count = mesh_lib.fetch((loss_sum, metric_sum, count))
+  count = count[..., None] if stacked else count
+  return loss_sum / count, metric_sum / count
 
 
 def train_networks(taskset: TaskSet, task_weights: np.ndarray, init_keys: jax.Array, *,
                    steps: int, data_seed: int, quiet: bool = False, log_every: int = 100,
-                   desc: str = "train") -> TrainState:
+                   desc: str = "train", mesh: Mesh | None = None) -> TrainState:
   """Trains ``n`` networks at once from scratch and returns their stacked states.
 
   Args:
@@ -92,20 +100,26 @@ def train_networks(taskset: TaskSet, task_weights: np.ndarray, init_keys: jax.Ar
     quiet: no progress lines.
     log_every: steps between non-finite checks (a device sync) and progress.
     desc: progress label.
+    mesh: split the networks over its ``networks`` axis and every batch over
+      its ``data`` axis (:mod:`tgroup.mesh`); None: one device.
 
   Raises:
     NonFiniteLossError: a loss became NaN or infinite; names the task, the step
       and the network's group.
   """
-  task_weights = jnp.asarray(task_weights, jnp.float32)
+  groups = np.asarray(task_weights, np.float32)  # the host's copy, for messages
+  task_weights = jnp.asarray(groups)
   states = jax.vmap(lambda k: init_state(taskset, k))(init_keys)
+  if mesh is not None:
+    states, task_weights = mesh_lib.put((states, task_weights), mesh_lib.leading(mesh, "networks"))
   step_fn = jax.jit(jax.vmap(make_update_fn(taskset), in_axes=(0, None, 0)), donate_argnums=0)
   batches = taskset.train.train_batches(taskset.batch_size, seed=data_seed)
   bar = progress.Progress(steps, desc, quiet)
   for step in range(1, steps + 1):
-    states, losses = step_fn(states, next(batches), task_weights)
+    states, losses = mesh_lib.settle(
+        step_fn(states, mesh_lib.put_batch(next(batches), mesh), task_weights), mesh)
     if step % log_every == 0 or step == steps:
-      check_finite(taskset, np.asarray(losses), task_weights, step, context=f"seed {data_seed}")
+      check_finite(taskset, mesh_lib.fetch(losses), groups, step, context=f"seed {data_seed}")
       bar.update(step)
   return states
 

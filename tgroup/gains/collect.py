@@ -31,7 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from tgroup import checkpoint
+from tgroup import distributed
 from tgroup import identity as identity_lib
+from tgroup import mesh as mesh_lib
 from tgroup import progress
 from tgroup import train
 from tgroup.errors import NonFiniteLossError, UserError
@@ -57,6 +59,9 @@ class CollectConfig:
     map_batch_size: combinations per ``lax.map`` iteration (None: one at a time
       under ``map``, a measured default under ``auto`` on CPU).
     seed: initialisation, batch order and task draws.
+    mesh: the devices to run on, ``AXIS:N[,AXIS:N]`` or ``auto``
+      (:mod:`tgroup.mesh`): the batch split over ``data``, the lookaheads over
+      ``combos``; None: one device.
     checkpoint_every: with a checkpoint directory (see :func:`run_collection`),
       save the run's state every this many steps (None: never). Does not change
       the gains, so it is not part of :meth:`settings`.
@@ -70,6 +75,7 @@ class CollectConfig:
   strategy: str = "auto"
   map_batch_size: int | None = None
   seed: int = 0
+  mesh: str | None = None
   checkpoint_every: int | None = None
   quiet: bool = False
 
@@ -99,6 +105,8 @@ class CollectConfig:
     d = dataclasses.asdict(self)
     d.pop("quiet")
     d.pop("checkpoint_every")
+    if self.mesh is None:  # one device: the settings (and identities) of earlier versions
+      d.pop("mesh")
     d["steps"] = self.steps or taskset.train_steps
     d["strategy"], d["map_batch_size"] = lookahead.resolve_strategy(self.strategy,
                                                                      self.map_batch_size)
@@ -172,11 +180,13 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
   key = jax.random.key(config.seed)
   init_key, collect_key = jax.random.split(key)
   state = train.init_state(taskset, init_key)
+  mesh = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(config.mesh), "collect",
+                             batch_size=taskset.batch_size)
   update_fn = jax.jit(train.make_update_fn(taskset), donate_argnums=0)
   collect_fn = jax.jit(lookahead.make_collect_step(
       taskset, config.measures, sample_tasks=config.sample_tasks,
       sample_bias=config.sample_bias, strategy=config.strategy,
-      map_batch_size=config.map_batch_size))
+      map_batch_size=config.map_batch_size, mesh=mesh))
   cstate = lookahead.init_collector(collect_key, taskset.num_tasks, config.measures)
   snapshot_at = {s: k for k, s in enumerate(history_lib.snapshot_steps(steps))}
   snapshots = _empty_snapshots(cstate, len(snapshot_at))
@@ -194,14 +204,17 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
       if not config.quiet:
         logging.info("resuming collection at step %d/%d from %s", first, steps, saver.path)
   all_tasks = jnp.ones(taskset.num_tasks, jnp.float32)
+  if mesh is not None:  # the run's state on every device; each batch split over data
+    state, cstate, all_tasks = mesh_lib.put((state, cstate, all_tasks),
+                                            mesh_lib.replicated(mesh))
   batches = _batches_from(taskset.train, taskset.batch_size, config.seed, first)
   bar = progress.Progress(steps, "collect", config.quiet, initial=first)
   start = time.perf_counter()
   for step in range(first, steps):
-    batch = next(batches)
+    batch = mesh_lib.put_batch(next(batches), mesh)
     if step % config.collect_every == 0:
-      cstate = collect_fn(cstate, state.params, state.opt_state, batch)
-    state, losses = update_fn(state, batch, all_tasks)
+      cstate = mesh_lib.settle(collect_fn(cstate, state.params, state.opt_state, batch), mesh)
+    state, losses = mesh_lib.settle(update_fn(state, batch, all_tasks), mesh)
     if step + 1 in snapshot_at:
       for name, acc in cstate.measures.items():
         snapshots[name].sums[snapshot_at[step + 1]] = np.asarray(acc.sums)
@@ -301,8 +314,11 @@ def clear_checkpoint(checkpoint_dir: str, root: str | None = None) -> None:
   """Deletes a collection checkpoint (and temporary files a killed write left behind).
 
   Then removes ``checkpoint_dir`` if empty, and its parents up to (not including)
-  ``root`` while they are empty.
+  ``root`` while they are empty. In a distributed run, only process 0 (the one
+  that writes) deletes.
   """
+  if not distributed.writes_files():
+    return
   for path in [os.path.join(checkpoint_dir, CHECKPOINT_FILE)] + glob.glob(
       os.path.join(checkpoint_dir, f".{CHECKPOINT_FILE}.*.tmp")):
     if os.path.exists(path):

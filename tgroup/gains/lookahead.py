@@ -33,6 +33,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import optax
 
@@ -106,7 +107,8 @@ def draw_tasks(key: jax.Array, draws: jax.Array, s: int, bias: str) -> jax.Array
 
 def lookahead_losses(losses_fn: Callable[[Any], jax.Array], optimizer: optax.GradientTransformation,
                      params, opt_state, jac, weights: np.ndarray, *, step_mask=None,
-                     strategy: str = "map", map_batch_size: int | None = None) -> jax.Array:
+                     strategy: str = "map", map_batch_size: int | None = None,
+                     mesh: Mesh | None = None) -> jax.Array:
   """Task losses after one real optimizer step per combination row.
 
   Args:
@@ -119,6 +121,8 @@ def lookahead_losses(losses_fn: Callable[[Any], jax.Array], optimizer: optax.Gra
       (TAG steps only the shared trunk).
     strategy: ``map`` (``lax.map``) or ``vmap``.
     map_batch_size: ``lax.map`` batch size (vmapped chunks), None for one at a time.
+    mesh: split the rows over its ``combos`` axis: each device steps and
+      evaluates its share (under ``map``, one at a time on each device).
 
   Returns:
     ``(k, m)`` losses L(θ⁺) of every task after each combination's step.
@@ -131,9 +135,19 @@ def lookahead_losses(losses_fn: Callable[[Any], jax.Array], optimizer: optax.Gra
     return losses_fn(optax.apply_updates(params, updates))
 
   weights = jnp.asarray(weights)
-  if strategy == "map":
-    return jax.lax.map(one, weights, batch_size=map_batch_size)
-  return jax.vmap(one)(weights)
+  run = ((lambda w: jax.lax.map(one, w, batch_size=map_batch_size)) if strategy == "map"
+         else jax.vmap(one))
+  shares = 1 if mesh is None else mesh.shape["combos"]
+  if shares == 1:
+    return run(weights)
+  # One block of rows per device of the combos axis; padding rows (zero weights)
+  # are stepped and dropped.
+  k = weights.shape[0]
+  per = -(-k // shares)
+  padded = jnp.zeros((shares * per, weights.shape[1]), weights.dtype).at[:k].set(weights)
+  blocks = jax.lax.with_sharding_constraint(padded.reshape(shares, per, -1),
+                                            NamedSharding(mesh, P("combos")))
+  return jax.vmap(run)(blocks).reshape(shares * per, -1)[:k]
 
 
 def per_task_gradients(losses_fn, params, task_idx: jax.Array, num_tasks: int):
@@ -187,7 +201,7 @@ def step_gains(ratios_full: jax.Array, ratios_shared: jax.Array, idx: jax.Array,
 
 def make_collect_step(taskset, measures, *, sample_tasks: int | None = None,
                       sample_bias: str = "uniform", strategy: str = "auto",
-                      map_batch_size: int | None = None):
+                      map_batch_size: int | None = None, mesh: Mesh | None = None):
   """``collect_step(cstate, params, opt_state, batch) -> cstate``, a pure function to jit.
 
   Args:
@@ -197,6 +211,8 @@ def make_collect_step(taskset, measures, *, sample_tasks: int | None = None,
     sample_bias: ``uniform`` or ``rare`` (see :func:`draw_tasks`).
     strategy: ``auto``, ``map`` or ``vmap`` (see :func:`resolve_strategy`).
     map_batch_size: see :func:`resolve_strategy`.
+    mesh: split the lookaheads over its ``combos`` axis (see
+      :func:`lookahead_losses`); the batch is split over ``data`` by its placement.
   """
   m = taskset.num_tasks
   s = m if sample_tasks is None else sample_tasks
@@ -212,7 +228,7 @@ def make_collect_step(taskset, measures, *, sample_tasks: int | None = None,
     losses, jac = per_task_gradients(losses_fn, params, idx, m)
     run = lambda w, mask: lookahead_losses(losses_fn, optimizer, params, opt_state, jac, w,
                                            step_mask=mask, strategy=strategy,
-                                           map_batch_size=map_batch_size) / losses
+                                           map_batch_size=map_batch_size, mesh=mesh) / losses
     ratios_full = run(lay.full_weights, None) if len(lay.full_weights) else None
     shared = taskset.shared_mask(params)
     ratios_shared = run(lay.shared_weights, shared) if len(lay.shared_weights) else None

@@ -37,8 +37,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import numpy as np
 
+from tgroup import mesh as mesh_lib
 from tgroup import models
 from tgroup import one_shot
 from tgroup.data import Batch
@@ -360,7 +362,7 @@ def identical_heads(taskset: TaskSet, params) -> bool:
 def landscape_dissimilarity(taskset: TaskSet, *, num_samples: int = 256,
                             init_seeds=(0,), params=None, batch_size: int = 256,
                             step_size: float = 1.0, method: str = "fast",
-                            head_init: str = "same"):
+                            head_init: str = "same", mesh: Mesh | None = None):
   """The ``(m, m)`` dissimilarity, averaged over samples and initialisations.
 
   Args:
@@ -373,6 +375,8 @@ def landscape_dissimilarity(taskset: TaskSet, *, num_samples: int = 256,
     batch_size: samples per jitted pass.
     step_size: η of the one-step optima (a common scale; grouping ignores it).
     method: ``fast`` (factorised dense layers) or ``materialized``.
+    mesh: split each batch of samples over its ``data`` axis
+      (:mod:`tgroup.mesh`); None: one device.
 
   Returns:
     float64 NumPy ``(m, m)``, symmetric, zero diagonal.
@@ -406,14 +410,16 @@ def landscape_dissimilarity(taskset: TaskSet, *, num_samples: int = 256,
   run = _jitted_once if passes <= ONE_SHOT_PASSES else _jitted
   for theta in starts:
     shared_head = identical_heads(taskset, theta)
+    if mesh is not None:
+      theta = mesh_lib.put(theta, mesh_lib.replicated(mesh))
     seen = 0
     for batch in taskset.train.eval_batches(batch_size):
       if seen >= n:
         break
       keep = np.arange(seen, seen + batch_size) < n
-      batch = batch._replace(weights=batch.weights * keep)
-      part, leak = run(taskset, theta, batch, method, task_heads=task_heads,
-                       shared_head=shared_head)
+      batch = mesh_lib.put_batch(batch._replace(weights=batch.weights * keep), mesh)
+      part, leak = mesh_lib.settle(run(taskset, theta, batch, method, task_heads=task_heads,
+                                       shared_head=shared_head), mesh)
       if task_heads and float(leak) != 0.0:   # not `> 0`: a NaN leak is no proof either
         # A task's loss reaches another task's head: the shortcut does not hold
         # for this model, here or on later batches.

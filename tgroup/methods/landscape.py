@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from tgroup import io
+from tgroup import mesh as mesh_lib
 from tgroup.errors import UserError
 from tgroup.gains.gains import Gains
 from tgroup.grouping import Grouping
@@ -63,9 +64,11 @@ def _group(method: Method, context: Context) -> Outcome:
   ts, config = context.taskset, context.config
   settings, seed = config.landscape, config.collect.seed
   start = time.perf_counter()
+  mesh = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(config.mesh), "landscape",
+                             batch_size=ts.batch_size)
   d = measure.landscape_dissimilarity(
       ts, num_samples=settings.samples, init_seeds=tuple(range(seed, seed + settings.inits)),
-      batch_size=ts.batch_size, head_init=settings.head_init)
+      batch_size=ts.batch_size, head_init=settings.head_init, mesh=mesh)
   collect_s = time.perf_counter() - start
   start = time.perf_counter()
   c = config.constraints
