@@ -120,7 +120,8 @@ def collection_figures(ts, rounds: int, map_batch_size: int, sweep: list[int],
   for _ in range(5):  # a few steps so the momentum state is not all zeros
     state, _ = update_fn(state, next(batches), jnp.ones(m))
   on = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(mesh), "collect", batch_size=ts.batch_size)
-  batch = mesh_lib.put_batch(next(batches), on) if on else jax.device_put(next(batches))
+  batch = (mesh_lib.put_batch(next(batches), on, ts.batch_size) if on
+           else jax.device_put(next(batches)))
   if on:
     state = mesh_lib.put(state, mesh_lib.replicated(on))
   params, opt_state = state.params, state.opt_state

@@ -1,7 +1,13 @@
 """The --mesh specification: parsing, checks before any work, each stage's axes."""
+import functools
+import itertools
+
+import numpy as np
 import pytest
 
 from tgroup import mesh as mesh_lib
+from tgroup.benchmarks.tfds_source import RecordDataset
+from tgroup.data import ArrayDataset
 from tgroup.errors import UserError
 
 MeshSpec = mesh_lib.MeshSpec
@@ -63,3 +69,37 @@ def test_no_mesh_or_one_device_is_no_mesh():
   assert mesh_lib.stage_mesh(None, "collect", batch_size=32) is None
   assert mesh_lib.stage_mesh(MeshSpec(), "collect", batch_size=32) is None
   assert mesh_lib.stage_mesh(MeshSpec(auto=True), "collect", batch_size=32) is None  # 1 device
+
+
+def records(n):
+  source = [{"x": i} for i in range(n)]
+  to_arrays = lambda exs: (np.array([[e["x"]] for e in exs]), np.arange(len(exs))[:, None] * 1.0)
+  return RecordDataset(source, to_arrays, workers=1)
+
+
+class WholeBatchesOnly:
+  """A user's loader that knows nothing of rows."""
+
+  def __init__(self, dataset):
+    self.dataset = dataset
+
+  def train_batches(self, batch_size, seed):
+    return self.dataset.train_batches(batch_size, seed=seed)
+
+  def eval_batches(self, batch_size):
+    return self.dataset.eval_batches(batch_size)
+
+
+@pytest.mark.parametrize("dataset", [
+    ArrayDataset(np.arange(10.0)[:, None], np.arange(10.0)[:, None]), records(10),
+    WholeBatchesOnly(records(10))], ids=["array", "records", "whole_batches_only"])
+@pytest.mark.parametrize("rows", [slice(0, 2), slice(2, 4), slice(1, 3)])
+def test_a_process_reads_its_rows_of_every_batch(dataset, rows):
+  """Reading a share equals reading whole batches and cutting them (padding included)."""
+  cut = lambda batches: [[np.asarray(x)[rows].tolist() for x in b] for b in batches]
+  as_lists = lambda batches: [[np.asarray(x).tolist() for x in b] for b in batches]
+  train = lambda **rows: itertools.islice(
+      mesh_lib.read(functools.partial(dataset.train_batches, 4, seed=3), **rows), 5)
+  assert as_lists(train(rows=rows)) == cut(train(rows=None))
+  evaluate = lambda **rows: mesh_lib.read(functools.partial(dataset.eval_batches, 4), **rows)
+  assert as_lists(evaluate(rows=rows)) == cut(evaluate(rows=None))  # 10 = 4 + 4 + 2 and padding

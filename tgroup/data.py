@@ -6,7 +6,9 @@ and ``eval_batches(batch_size)`` (one pass in order, the last batch padded and
 flagged by ``Batch.weights``). ``train_batches`` may also take ``start``, the
 number of batches to skip: a resumed collection run then continues the stream
 without reading the skipped batches (a dataset without it is advanced by drawing
-and discarding them).
+and discarding them). Both may take ``rows``, a slice of each batch's positions:
+a process of a distributed run then reads only the rows its devices hold (a
+dataset without it is read whole and cut, :func:`tgroup.mesh.batches`).
 """
 from __future__ import annotations
 
@@ -80,11 +82,13 @@ class ArrayDataset:
   def num_tasks(self) -> int:
     return self.labels.shape[-1]
 
-  def train_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+  def train_batches(self, batch_size: int, seed: int, start: int = 0,
+                    rows: slice | None = None) -> Iterator[Batch]:
     """Endless stream of full batches, reshuffled each epoch by ``seed``.
 
     ``start`` skips that many batches cheaply: the stream is exactly the tail of
     the one from 0 (a resumed run sees the batches the uninterrupted one would).
+    ``rows``: only those positions of each batch (a distributed run's share).
 
     Examples:
       >>> ds = ArrayDataset(np.arange(10.0)[:, None], np.zeros((10, 1)))
@@ -97,15 +101,25 @@ class ArrayDataset:
     n = len(self)
     if batch_size > n:
       raise ValueError(f"batch_size={batch_size} exceeds the {n} training samples")
-    ones = np.ones(batch_size, np.float32)
+    rows = slice(None) if rows is None else rows
+    ones = np.ones(batch_size, np.float32)[rows]
     for idx in shuffled_batch_indices(n, batch_size, seed, start):
-      yield Batch(self.inputs[idx], self.labels[idx], ones)
+      yield Batch(self.inputs[idx[rows]], self.labels[idx[rows]], ones)
 
-  def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-    """One ordered pass; the last batch is padded to ``batch_size`` (weights 0)."""
+  def eval_batches(self, batch_size: int, rows: slice | None = None) -> Iterator[Batch]:
+    """One ordered pass; the last batch is padded to ``batch_size`` (weights 0).
+
+    ``rows``: only those positions of each batch (a distributed run's share).
+
+    Examples:
+      >>> ds = ArrayDataset(np.arange(5.0)[:, None], np.zeros((5, 1)))
+      >>> [b.inputs[:, 0].tolist() for b in ds.eval_batches(4, rows=slice(2, 4))]
+      [[2.0, 3.0], [4.0, 4.0]]
+    """
     n = len(self)
+    rows = slice(None) if rows is None else rows
     for start in range(0, n, batch_size):
-      idx = np.arange(start, start + batch_size)
+      idx = np.arange(start, start + batch_size)[rows]
       weights = (idx < n).astype(np.float32)
       idx = np.minimum(idx, n - 1)  # padding repeats the last sample, weight 0
       yield Batch(self.inputs[idx], self.labels[idx], weights)

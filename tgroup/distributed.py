@@ -12,7 +12,9 @@ shared disk, is what resuming a killed job needs).
 from __future__ import annotations
 
 import dataclasses
+import socket
 import sys
+import time
 
 from tgroup.errors import UserError
 
@@ -63,6 +65,10 @@ def initialize(config: DistributedConfig) -> None:
   could not find in the environment either, is a UserError.
   """
   config.check()
+  if config.coordinator_address is not None and config.process_id:
+    # JAX aborts the process (no exception) when the coordinator never answers;
+    # waiting for its port first turns that into a one-line error.
+    _wait_for(config.coordinator_address, config.initialization_timeout)
   import jax  # pylint: disable=g-import-not-at-top  (tools without JAX never get here)
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
@@ -78,6 +84,22 @@ def initialize(config: DistributedConfig) -> None:
                     f"{config.coordinator_address or 'the detected coordinator'} within "
                     f"{config.initialization_timeout} s ({type(e).__name__}: "
                     f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def _wait_for(address: str, timeout_s: int) -> None:
+  """Returns once something listens at ``address`` (HOST:PORT); UserError after ``timeout_s``."""
+  host, _, port = address.rpartition(":")
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+        return
+    except OSError as e:
+      if time.monotonic() >= deadline:
+        raise UserError(f"--distributed: nothing answered at --coordinator_address={address} "
+                        f"within {timeout_s} s ({e.strerror or e}); start process 0 there, or "
+                        "raise --initialization_timeout") from None
+      time.sleep(0.5)
 
 
 def _jax():

@@ -22,7 +22,8 @@ the batch size allows (else one device).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+import inspect
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
@@ -193,19 +194,50 @@ def settle(tree, mesh: Mesh | None):
   return tree
 
 
-def put_batch(batch, mesh: Mesh | None):
-  """A batch's arrays split over ``data`` (every leaf's first axis is the batch).
+def put_batch(batch, mesh: Mesh | None, batch_size: int):
+  """A batch of ``batch_size`` rows split over ``data`` (every leaf's first axis is the batch).
 
-  In a distributed run each process passes only the rows its own devices hold
-  (:func:`jax.make_array_from_process_local_data`); every process computes the
-  same batch order, so no rows travel between hosts.
+  In a distributed run ``batch`` holds this process's share (:func:`load_rows`),
+  or the whole batch, which is then cut to it; the share becomes part of one
+  global array (:func:`jax.make_array_from_process_local_data`).
   """
   if mesh is None:
     return batch
   sharding = leading(mesh, "data")
   if jax.process_count() == 1:
     return put(batch, sharding)
-  return jax.tree.map(lambda x: _from_local_rows(np.asarray(x), sharding), batch)
+  rows = local_rows(sharding, batch_size)
+
+  def one(x):
+    x = np.asarray(x)
+    if len(x) == batch_size and rows.stop - rows.start < batch_size:
+      x = x[rows]
+    return jax.make_array_from_process_local_data(sharding, x, (batch_size, *x.shape[1:]))
+  return jax.tree.map(one, batch)
+
+
+def load_rows(mesh: Mesh | None, batch_size: int) -> slice | None:
+  """The rows of each batch this process reads: its devices' share in a distributed run.
+
+  None (every row) without a mesh or with one process.
+  """
+  if mesh is None or jax.process_count() == 1:
+    return None
+  return local_rows(leading(mesh, "data"), batch_size)
+
+
+def read(batches: Callable[..., Iterator], rows: slice | None) -> Iterator:
+  """``batches()``'s stream, each batch cut to ``rows``.
+
+  A dataset whose ``train_batches``/``eval_batches`` takes ``rows`` reads only
+  those (:class:`tgroup.data.ArrayDataset`); a user's loader without it is read
+  whole and cut.
+  """
+  if rows is None:
+    return batches()
+  if "rows" in inspect.signature(batches).parameters:
+    return batches(rows=rows)
+  return (jax.tree.map(lambda x: x[rows], b) for b in batches())
 
 
 def local_rows(sharding: NamedSharding, n: int) -> slice:

@@ -7,6 +7,7 @@ other tasks get no gradient and never touch the trunk). Several networks
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -76,9 +77,12 @@ def evaluate(taskset: TaskSet, params, dataset, *, stacked: bool = False,
   if mesh is not None:
     params = mesh_lib.put(params, mesh_lib.leading(mesh, "networks") if stacked
                           else mesh_lib.replicated(mesh))
+  batch_size = batch_size or taskset.batch_size
+  batches = mesh_lib.read(functools.partial(dataset.eval_batches, batch_size),
+                          mesh_lib.load_rows(mesh, batch_size))
   loss_sum = metric_sum = count = 0.0
-  for batch in dataset.eval_batches(batch_size or taskset.batch_size):
-    l, m, c = mesh_lib.settle(eval_fn(params, mesh_lib.put_batch(batch, mesh)), mesh)
+  for batch in batches:
+    l, m, c = mesh_lib.settle(eval_fn(params, mesh_lib.put_batch(batch, mesh, batch_size)), mesh)
     loss_sum, metric_sum, count = loss_sum + l, metric_sum + m, count + c
   loss_sum, metric_sum, count = mesh_lib.fetch((loss_sum, metric_sum, count))
   count = count[..., None] if stacked else count
@@ -113,11 +117,14 @@ def train_networks(taskset: TaskSet, task_weights: np.ndarray, init_keys: jax.Ar
   if mesh is not None:
     states, task_weights = mesh_lib.put((states, task_weights), mesh_lib.leading(mesh, "networks"))
   step_fn = jax.jit(jax.vmap(make_update_fn(taskset), in_axes=(0, None, 0)), donate_argnums=0)
-  batches = taskset.train.train_batches(taskset.batch_size, seed=data_seed)
+  batches = mesh_lib.read(
+      functools.partial(taskset.train.train_batches, taskset.batch_size, seed=data_seed),
+      mesh_lib.load_rows(mesh, taskset.batch_size))
   bar = progress.Progress(steps, desc, quiet)
   for step in range(1, steps + 1):
     states, losses = mesh_lib.settle(
-        step_fn(states, mesh_lib.put_batch(next(batches), mesh), task_weights), mesh)
+        step_fn(states, mesh_lib.put_batch(next(batches), mesh, taskset.batch_size),
+                task_weights), mesh)
     if step % log_every == 0 or step == steps:
       check_finite(taskset, mesh_lib.fetch(losses), groups, step, context=f"seed {data_seed}")
       bar.update(step)

@@ -145,38 +145,42 @@ class RecordDataset:
       store["filled"][missing] = True
     return store["inputs"][indices], store["labels"][indices]
 
-  def train_batches(self, batch_size: int, seed: int, start: int = 0) -> Iterator[Batch]:
+  def train_batches(self, batch_size: int, seed: int, start: int = 0,
+                    rows: slice | None = None) -> Iterator[Batch]:
     """Endless stream of full batches, reshuffled each epoch by ``seed``.
 
     ``start`` skips that many batches without reading them (as
     :meth:`tgroup.data.ArrayDataset.train_batches`): the stream is exactly the
-    tail of the one from 0.
+    tail of the one from 0. ``rows``: only those positions of each batch are
+    read and decoded (a distributed run's share).
     """
     n = len(self)
     if batch_size > n:
       raise UserError(f"batch size {batch_size} exceeds the {n} training examples")
-    ones = np.ones(batch_size, np.float32)
+    rows = slice(None) if rows is None else rows
+    ones = np.ones(batch_size, np.float32)[rows]
     with self._pool() as pool:
       for idx in shuffled_batch_indices(n, batch_size, seed, start):
-        inputs, labels = self.load(idx, pool)
+        inputs, labels = self.load(idx[rows], pool)
         yield Batch(inputs, labels, ones)
 
-  def eval_batches(self, batch_size: int) -> Iterator[Batch]:
-    """One ordered pass; the last batch is padded to ``batch_size`` (weights 0)."""
+  def eval_batches(self, batch_size: int, rows: slice | None = None) -> Iterator[Batch]:
+    """One ordered pass; the last batch is padded to ``batch_size`` (weights 0).
+
+    ``rows``: only those positions of each batch are read (a distributed run's share).
+    """
     n = len(self)
+    rows = slice(None) if rows is None else rows
     with self._pool() as pool:
       for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        inputs, labels = self.load(np.arange(start, stop), pool)
-        pad = batch_size - (stop - start)  # padding repeats the last example, weight 0
-        weights = np.concatenate([np.ones(stop - start, np.float32), np.zeros(pad, np.float32)])
-        yield Batch(_pad(inputs, pad), _pad(labels, pad), weights)
+        idx = np.arange(start, start + batch_size)[rows]
+        weights = (idx < n).astype(np.float32)
+        # Padding repeats the last example, read once, weight 0.
+        read, position = np.unique(np.minimum(idx, n - 1), return_inverse=True)
+        inputs, labels = self.load(read, pool)
+        inputs, labels = inputs[position], labels[position]
+        yield Batch(inputs, labels, weights)
 
   def _pool(self):
     return concurrent.futures.ThreadPoolExecutor(max(1, self.workers))
 
-
-def _pad(array: np.ndarray, count: int) -> np.ndarray:
-  if not count:
-    return array
-  return np.concatenate([array, np.repeat(array[-1:], count, axis=0)])

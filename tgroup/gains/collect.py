@@ -19,6 +19,7 @@ The run also records every measure's running means at a few evenly spaced steps
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import inspect
 import os
@@ -207,11 +208,12 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
   if mesh is not None:  # the run's state on every device; each batch split over data
     state, cstate, all_tasks = mesh_lib.put((state, cstate, all_tasks),
                                             mesh_lib.replicated(mesh))
-  batches = _batches_from(taskset.train, taskset.batch_size, config.seed, first)
+  batches = _batches_from(taskset.train, taskset.batch_size, config.seed, first,
+                          mesh_lib.load_rows(mesh, taskset.batch_size))
   bar = progress.Progress(steps, "collect", config.quiet, initial=first)
   start = time.perf_counter()
   for step in range(first, steps):
-    batch = mesh_lib.put_batch(next(batches), mesh)
+    batch = mesh_lib.put_batch(next(batches), mesh, taskset.batch_size)
     if step % config.collect_every == 0:
       cstate = mesh_lib.settle(collect_fn(cstate, state.params, state.opt_state, batch), mesh)
     state, losses = mesh_lib.settle(update_fn(state, batch, all_tasks), mesh)
@@ -335,18 +337,18 @@ def clear_checkpoint(checkpoint_dir: str, root: str | None = None) -> None:
       return
 
 
-def _batches_from(dataset, batch_size: int, seed: int, start: int):
-  """The dataset's training stream from batch ``start`` on.
+def _batches_from(dataset, batch_size: int, seed: int, start: int, rows: slice | None = None):
+  """The dataset's training stream from batch ``start`` on, ``rows`` of each batch.
 
   Datasets whose ``train_batches`` takes ``start`` skip without reading (see
   :class:`tgroup.data.ArrayDataset`); others, e.g. a user's loader with only
   ``(batch_size, seed)``, are advanced by drawing and discarding batches.
+  ``rows``: see :func:`tgroup.mesh.read`.
   """
-  if start == 0:
-    return dataset.train_batches(batch_size, seed=seed)
-  if "start" in inspect.signature(dataset.train_batches).parameters:
-    return dataset.train_batches(batch_size, seed=seed, start=start)
-  batches = dataset.train_batches(batch_size, seed=seed)
+  stream = functools.partial(dataset.train_batches, batch_size, seed=seed)
+  if start and "start" in inspect.signature(dataset.train_batches).parameters:
+    stream, start = functools.partial(stream, start=start), 0
+  batches = mesh_lib.read(stream, rows)
   for _ in range(start):
     next(batches)
   return batches

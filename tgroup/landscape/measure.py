@@ -32,6 +32,7 @@ the pass took 0.33-0.39 ms against 0.65-0.84 ms per task (``launch.bench``, thre
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -413,11 +414,12 @@ def landscape_dissimilarity(taskset: TaskSet, *, num_samples: int = 256,
     if mesh is not None:
       theta = mesh_lib.put(theta, mesh_lib.replicated(mesh))
     seen = 0
-    for batch in taskset.train.eval_batches(batch_size):
+    rows = mesh_lib.load_rows(mesh, batch_size)
+    for batch in mesh_lib.read(functools.partial(taskset.train.eval_batches, batch_size), rows):
       if seen >= n:
         break
-      keep = np.arange(seen, seen + batch_size) < n
-      batch = mesh_lib.put_batch(batch._replace(weights=batch.weights * keep), mesh)
+      keep = (np.arange(seen, seen + batch_size) < n)[slice(None) if rows is None else rows]
+      batch = mesh_lib.put_batch(batch._replace(weights=batch.weights * keep), mesh, batch_size)
       part, leak = mesh_lib.settle(run(taskset, theta, batch, method, task_heads=task_heads,
                                        shared_head=shared_head), mesh)
       if task_heads and float(leak) != 0.0:   # not `> 0`: a NaN leak is no proof either
