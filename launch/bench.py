@@ -119,7 +119,7 @@ def collection_figures(ts, rounds: int, map_batch_size: int, sweep: list[int],
   update_fn = jax.jit(train.make_update_fn(ts))
   for _ in range(5):  # a few steps so the momentum state is not all zeros
     state, _ = update_fn(state, next(batches), jnp.ones(m))
-  on = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(mesh), "collect", batch_size=ts.batch_size)
+  on = mesh_lib.stage_mesh(mesh, "collect", batch_size=ts.batch_size)
   batch = (mesh_lib.put_batch(next(batches), on, ts.batch_size) if on
            else jax.device_put(next(batches)))
   if on:
@@ -226,8 +226,7 @@ def data_to_groups_seconds(method: str, num_clusters: int, tasks_per_cluster: in
     start = time.perf_counter()
     ts = synthetic.synthetic(num_clusters, tasks_per_cluster)
     if method == "landscape":
-      on = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(mesh), "landscape",
-                               batch_size=ts.batch_size)
+      on = mesh_lib.stage_mesh(mesh, "landscape", batch_size=ts.batch_size)
       d = landscape_measure.landscape_dissimilarity(ts, num_samples=256,
                                                     batch_size=ts.batch_size, mesh=on)
       landscape_cluster.landscape_groups(d, ts.tasks, jax.random.key(0),

@@ -173,14 +173,13 @@ def mesh() -> str | None:
 
 def start_distributed() -> None:
   """With ``--distributed``, joins the distributed run; its flags are checked before."""
-  config = distributed.DistributedConfig(_COORDINATOR.value, _NUM_PROCESSES.value,
-                                         _PROCESS_ID.value, _INIT_TIMEOUT.value)
   if not _DISTRIBUTED.value:
     given = [f.name for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID) if f.value is not None]
     if given:
       raise UserError(f"--{', --'.join(given)} only with --distributed")
     return
-  distributed.initialize(config)
+  distributed.initialize(distributed.DistributedConfig(
+      _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _INIT_TIMEOUT.value))
   if distributed.process_index() != 0:
     logging.set_verbosity(logging.WARNING)
 

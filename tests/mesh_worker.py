@@ -10,7 +10,6 @@ can tell a mesh that was used from one that was silently ignored. Then
 ``WORKDIR/memory.json``: per-device bytes (launch.bench_mesh) on a wide model.
 """
 import collections
-import inspect
 import json
 import os
 import sys
@@ -35,7 +34,7 @@ def main(workdir: str, meshes: list[str]) -> None:
     seen = collections.defaultdict(set)
 
     def recording(tree, on, seen=seen):
-      caller = inspect.stack()[1].function
+      caller = sys._getframe(1).f_code.co_name  # pylint: disable=protected-access
       for leaf in jax.tree.leaves(tree):
         seen[caller].add(len(leaf.sharding.device_set))
       return settle(tree, on)

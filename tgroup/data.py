@@ -8,7 +8,7 @@ number of batches to skip: a resumed collection run then continues the stream
 without reading the skipped batches (a dataset without it is advanced by drawing
 and discarding them). Both may take ``rows``, a slice of each batch's positions:
 a process of a distributed run then reads only the rows its devices hold (a
-dataset without it is read whole and cut, :func:`tgroup.mesh.batches`).
+dataset without it is read whole and cut, :func:`tgroup.mesh.read`).
 """
 from __future__ import annotations
 

@@ -126,9 +126,14 @@ def describe_devices() -> str:
   return f"{len(devices)} {devices[0].platform} device{'s' * (len(devices) > 1)}{over}"
 
 
-def stage_mesh(spec: MeshSpec | None, stage: str, *, batch_size: int, chunk_size: int = 1
-               ) -> Mesh | None:
-  """The mesh a stage runs on, or None for one device (no mesh, or a mesh of size 1)."""
+def stage_mesh(spec: str | MeshSpec | None, stage: str, *, batch_size: int,
+               chunk_size: int = 1) -> Mesh | None:
+  """The mesh a stage runs on, or None for one device (no mesh, or a mesh of size 1).
+
+  ``spec``: a :class:`MeshSpec` or its text (``--mesh``'s value).
+  """
+  if isinstance(spec, str) or spec is None:
+    spec = MeshSpec.parse(spec)
   if spec is None:
     return None
   sizes = spec.for_stage(stage, len(jax.devices()), batch_size=batch_size,
@@ -248,8 +253,3 @@ def local_rows(sharding: NamedSharding, n: int) -> slice:
   if any(a != b for (_, a), (b, _) in zip(spans, spans[1:])):  # mesh.build keeps them whole
     raise ValueError(f"this process's rows of the batch are not one block: {spans}")
   return slice(spans[0][0], spans[-1][1])
-
-
-def _from_local_rows(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
-  return jax.make_array_from_process_local_data(sharding, x[local_rows(sharding, len(x))],
-                                                x.shape)

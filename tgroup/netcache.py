@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 
-from tgroup import identity as identity_lib
 from tgroup import distributed
+from tgroup import identity as identity_lib
 from tgroup import io
 from tgroup.errors import UserError
 from tgroup.evaluate import Group, NetworkResult

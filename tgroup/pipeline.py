@@ -178,7 +178,7 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str,
   os.makedirs(workdir, exist_ok=True)
   distributed.barrier("tgroup run start")  # nobody writes before everyone has looked
   key = config.network_identity(taskset)
-  mesh = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(config.mesh), "train",
+  mesh = mesh_lib.stage_mesh(config.mesh, "train",
                              batch_size=taskset.batch_size, chunk_size=config.chunk_size)
   options = dict(seeds=config.eval_seeds, steps=config.train_steps, chunk_size=config.chunk_size,
                  quiet=config.quiet, mesh=mesh)

@@ -181,8 +181,7 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
   key = jax.random.key(config.seed)
   init_key, collect_key = jax.random.split(key)
   state = train.init_state(taskset, init_key)
-  mesh = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(config.mesh), "collect",
-                             batch_size=taskset.batch_size)
+  mesh = mesh_lib.stage_mesh(config.mesh, "collect", batch_size=taskset.batch_size)
   update_fn = jax.jit(train.make_update_fn(taskset), donate_argnums=0)
   collect_fn = jax.jit(lookahead.make_collect_step(
       taskset, config.measures, sample_tasks=config.sample_tasks,

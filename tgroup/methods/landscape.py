@@ -64,8 +64,7 @@ def _group(method: Method, context: Context) -> Outcome:
   ts, config = context.taskset, context.config
   settings, seed = config.landscape, config.collect.seed
   start = time.perf_counter()
-  mesh = mesh_lib.stage_mesh(mesh_lib.MeshSpec.parse(config.mesh), "landscape",
-                             batch_size=ts.batch_size)
+  mesh = mesh_lib.stage_mesh(config.mesh, "landscape", batch_size=ts.batch_size)
   d = measure.landscape_dissimilarity(
       ts, num_samples=settings.samples, init_seeds=tuple(range(seed, seed + settings.inits)),
       batch_size=ts.batch_size, head_init=settings.head_init, mesh=mesh)
