@@ -76,8 +76,10 @@ def compiled_collect_step(taskset, spec: mesh_lib.MeshSpec, *, strategy: str, de
   """One principled collection step, compiled for the mesh ``spec`` (not run)."""
   mesh = spec.build(devices)
   m = taskset.num_tasks
+  # vmap: every combination of a device's share at once (its default chunk on this model).
+  chunk = lookahead.CPU_MAP_BATCH_SIZE if strategy == "map" else None
   step = lookahead.make_collect_step(taskset, ("principled",), strategy=strategy,
-                                     map_batch_size=lookahead.CPU_MAP_BATCH_SIZE, mesh=mesh)
+                                     map_batch_size=chunk, mesh=mesh)
   state = jax.eval_shape(lambda: train.init_state(taskset, jax.random.key(0)))
   cstate = jax.eval_shape(lambda: lookahead.init_collector(jax.random.key(1), m, ("principled",)))
   batch = jax.eval_shape(lambda: jax.tree.map(jnp.asarray, taskset.train.eval_batches(

@@ -43,8 +43,23 @@ _COLLECT_EVERY = flags.DEFINE_integer("collect_every", 1, "Collect gains every k
                                       "(lazy collection).")
 _SAMPLE_TASKS = flags.DEFINE_integer("sample_tasks", None, "Draw this many tasks per collected "
                                      "step (fewer lookaheads); unset: all tasks.")
-_SAMPLE_BIAS = flags.DEFINE_enum("sample_bias", "uniform", ["uniform", "rare"],
-                                 "How tasks are drawn: uniformly or toward rarely drawn tasks.")
+_SAMPLE_BIAS = flags.DEFINE_enum(
+    "sample_bias", "uniform", ["uniform", "rare", "pairs"],
+    "How tasks are drawn: uniformly, toward rarely drawn tasks, or pairs (a fixed cycle of "
+    "draws in which every pair of tasks is drawn together once: even pair counts).")
+_MIN_PAIR_COUNT = flags.DEFINE_integer(
+    "min_pair_count", None, "Every pair of tasks must be collected in at least this many steps; "
+    "with --sample_tasks it needs --sample_bias=pairs, and a run too short for it is refused "
+    "(the message says how many steps it needs). Unset: no minimum.")
+_MAX_LOOKAHEADS = flags.DEFINE_integer(
+    "max_lookaheads", None, "Above this many lookaheads per collected step (m(m+1)/2 for "
+    "principled with m tasks drawn), principled gains are estimated to first order instead "
+    "(one Jacobian, no lookahead); gains.json says which. Unset: always exact.")
+_LOOKAHEAD = flags.DEFINE_enum(
+    "lookahead", "auto", ["auto", "shared", "general"],
+    "How each lookahead step is taken: shared (work shared across combinations; needs an "
+    "optimizer whose update is affine in the gradient, such as SGD with momentum), general "
+    "(the optimizer's update per combination), or auto (shared where it qualifies and pays).")
 _STRATEGY = flags.DEFINE_enum("strategy", "auto", ["auto", "map", "vmap"],
                               "How lookaheads are batched: lax.map, vmap, or auto (map on CPU, "
                               "vmap on accelerators).")
@@ -92,6 +107,10 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --distributed: this
                                    "0 to --num_processes - 1.")
 _INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "With --distributed: "
                                      "seconds to wait for every process to join.")
+_GROUPING_TIME_LIMIT = flags.DEFINE_float(
+    "grouping_time_limit", None, "Seconds each grouping MIP may take (column generation "
+    "included); groups.json then carries the gap it reached. Unset: the solver's own limits "
+    "(column generation stops after 60 s).")
 _EVAL_SEEDS = flags.DEFINE_integer("eval_seeds", 1, "Train every group network with this many "
                                    "seeds (seed, seed+1, ...) and average.")
 
@@ -138,6 +157,8 @@ def pipeline_config(default_num_groups: int | None, train_steps: int) -> pipelin
   steps = capped_steps(train_steps)
   collect = CollectConfig(steps=steps, collect_every=_COLLECT_EVERY.value,
                           sample_tasks=_SAMPLE_TASKS.value, sample_bias=_SAMPLE_BIAS.value,
+                          min_pair_count=_MIN_PAIR_COUNT.value,
+                          max_lookaheads=_MAX_LOOKAHEADS.value, lookahead=_LOOKAHEAD.value,
                           strategy=_STRATEGY.value, map_batch_size=_MAP_BATCH_SIZE.value,
                           seed=seed(), checkpoint_every=_CHECKPOINT_EVERY.value or None,
                           quiet=quiet())
@@ -155,7 +176,8 @@ def pipeline_config(default_num_groups: int | None, train_steps: int) -> pipelin
                                 knn=_LANDSCAPE_KNN.value, head_init=_LANDSCAPE_HEAD_INIT.value),
       quiet=quiet(),
       resources=Resources(**constraint_flags.resource_flags()),
-      mesh=mesh())
+      mesh=mesh(),
+      grouping_time_limit_s=_GROUPING_TIME_LIMIT.value)
 
 
 def quiet() -> bool:

@@ -60,3 +60,28 @@ def test_collection_figures_on_a_mesh_and_a_mesh_that_does_not_fit(tmp_path):
   proc = subprocess.run(args + ["--mesh=data:4"], cwd=ROOT, env=env, capture_output=True,
                         text=True)
   assert proc.returncode != 0 and "--mesh=data:4 spans 4 devices, but this run has 2" in proc.stderr
+
+
+def test_scaling_section_writes_curves_and_a_plot(tmp_path):
+  out = tmp_path / "bench.json"
+  subprocess.run([sys.executable, "-m", "launch.bench", "--sections=scaling", "--rounds=1",
+                  "--scaling_tasks=5,9", "--scaling_measures=collect,landscape,mip",
+                  f"--output={out}"], cwd=ROOT, check=True, capture_output=True, text=True)
+  result = json.loads(out.read_text())
+  figures = result["figures"]
+  for m in (5, 9):
+    for name in ("train_step", "collect_exact", "collect_sampled", "collect_first_order"):
+      assert figures[f"{name}_ms[{m}]"] > 0 and figures[f"{name}_bytes[{m}]"] > 0
+    assert figures[f"landscape_ms[{m}]"] > 0 and figures[f"mip_s[{m}]"] > 0
+    assert figures[f"mip_gap[{m}]"] == 0 and figures[f"mip_optimal[{m}]"] == 1
+  assert result["settings"]["scaling"]["tasks"] == [5, 9]
+  assert (tmp_path / "bench_scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_scaling_section_refuses_an_unknown_measure_in_one_line():
+  proc = subprocess.run([sys.executable, "-m", "launch.bench", "--sections=scaling",
+                         "--scaling_measures=collect,speed"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      "error: unknown scaling measure(s) ['speed']; known: collect, landscape, mip, end_to_end"]

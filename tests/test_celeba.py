@@ -216,6 +216,27 @@ def test_launcher_under_mock_data_writes_the_contract(tmp_path):
   assert len(json.load(open(os.path.join(wd, "groups.json")))["groups"]) == 2  # 3 tasks: 2
 
 
+@pytest.mark.slow  # about 40 s on 2 cores: 40 networks' worth of compiling and a 40-task MIP
+def test_launcher_groups_all_40_attributes_under_mock_data(tmp_path):
+  """--tasks=all: 40 tasks, sampled collection on the pair-cover schedule, the MIP by column
+  generation (far more than 2^16 candidate groups) and the landscape method."""
+  wd = str(tmp_path / "run")
+  proc = launch(f"--workdir={wd}", "--tasks=all", *FAST, "--methods=principled,landscape,mtl_all",
+                "--sample_tasks=8", "--sample_bias=pairs", "--landscape_samples=8",
+                "--grouping_time_limit=10",
+                mock_examples=24)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  gains = json.load(open(os.path.join(wd, "gains.json")))
+  assert gains["tasks"] == list(celeba.ATTRIBUTES)
+  assert gains["settings"]["sample_tasks"] == 8 and gains["settings"]["pair_counts"]["max"] <= 2
+  groups = json.load(open(os.path.join(wd, "groups.json")))
+  assert sorted(t for g in groups["groups"] for t in g) == sorted(celeba.ATTRIBUTES)
+  assert groups["candidates"] == "generated" and groups["bound"] >= groups["objective"]
+  report = json.load(open(os.path.join(wd, "report.json")))
+  assert set(report["methods"]) == {"principled", "landscape", "mtl_all"}
+  assert all(len(e["per_task"]) == 40 for e in report["methods"].values())
+
+
 def test_launcher_not_prepared_says_how_in_one_line(tmp_path):
   data_dir = tmp_path / "empty"
   proc = launch(f"--workdir={tmp_path / 'run'}", f"--data_dir={data_dir}", timeout=60)

@@ -226,7 +226,8 @@ def test_grouping_json():
       "objective": 1.0, "status": "optimal",
       "constraints": Constraints(max_groups=2).to_json(),
       "objective_name": "marginal", "candidates": "all",
-      "assignment": {"a": 0, "b": 0, "c": 1}, "overlap": False}
+      "assignment": {"a": 0, "b": 0, "c": 1}, "overlap": False,
+      "bound": 1.0, "gap": 0.0}  # over all candidates, a proven optimum is its own bound
   assert Grouping.from_json(data) == result
   with pytest.raises(UserError, match="malformed grouping JSON"):
     Grouping.from_json({"tasks": ["a"]})

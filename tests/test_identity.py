@@ -38,7 +38,8 @@ UNCHANGED = {
     "num_groups": "grouping", "max_groups": "grouping", "min_group_size": "grouping",
     "max_group_size": "grouping", "must_link": "grouping", "cannot_link": "grouping",
     "alone": "grouping", "budget": "grouping", "cost_model": "grouping",
-    "max_network_cost": "grouping", "allow_half_size": "grouping (half-size networks have "
+    "max_network_cost": "grouping", "grouping_time_limit": "grouping",
+    "allow_half_size": "grouping (half-size networks have "
     "an identity of their own)", "costs_file": "grouping", "budget_sweep": "grouping",
     # A distributed run: how its processes meet (--distributed itself means --mesh=auto).
     "coordinator_address": "where the processes meet", "num_processes": "the mesh is the "

@@ -12,6 +12,7 @@ overwrite each other.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 
 from tgroup import distributed
@@ -46,7 +47,7 @@ class NetworkCache:
       io.write_json(identity_path, identity)
 
   def _path(self, group: Group, seed: int) -> str:
-    return os.path.join(self.directory, f"{'-'.join(map(str, group))}_s{seed}.json")
+    return os.path.join(self.directory, f"{file_stem(group)}_s{seed}.json")
 
   def get(self, group: Group, seed: int) -> NetworkResult | None:
     if (group, seed) in self._this_run:
@@ -68,6 +69,29 @@ class NetworkCache:
 
   def __len__(self) -> int:
     return sum(1 for f in os.listdir(self.directory) if f.endswith(".json")) - 1
+
+
+# File names stay well below the 255 bytes most file systems allow.
+_MAX_STEM = 120
+
+
+def file_stem(group: Group) -> str:
+  """A network's file name without the seed: its task indices, or a digest when too long.
+
+  Indices joined by ``-`` name a group at a glance; a group of many tasks (the
+  all-tasks network of 100 tasks needs 290 characters) is named by its size and
+  the SHA-256 of that text instead.
+
+  Examples:
+    >>> file_stem((0, 2, 5))
+    '0-2-5'
+    >>> file_stem(tuple(range(100)))
+    '100tasks-d3bda65456c30184b0f388e5'
+  """
+  stem = "-".join(map(str, group))
+  if len(stem) <= _MAX_STEM:
+    return stem
+  return f"{len(group)}tasks-{hashlib.sha256(stem.encode()).hexdigest()[:24]}"
 
 
 class MemoryCache:

@@ -61,6 +61,9 @@ class PipelineConfig:
     resources: network costs, budgets and the budget sweep.
     mesh: the devices to run on, ``AXIS:N[,AXIS:N]`` over ``data``, ``combos``
       and ``networks``, or ``auto`` (:mod:`tgroup.mesh`); None: one device.
+    grouping_time_limit_s: wall-clock limit of each grouping MIP (column
+      generation included); the groups then carry the gap reached. None: the
+      solver's own limits.
   """
   methods: tuple[str | Method, ...] = ("principled", "tag", "stl", "mtl_all")
   constraints: Constraints = Constraints()
@@ -75,6 +78,7 @@ class PipelineConfig:
   quiet: bool = False
   resources: Resources = Resources()
   mesh: str | None = None
+  grouping_time_limit_s: float | None = None
 
   def method_records(self) -> list[Method]:
     """The methods' records, in order (UserError for unknown or repeated names)."""
@@ -119,8 +123,13 @@ class PipelineConfig:
                         ("train_steps", self.train_steps or 1)):
       if value < 1:
         raise UserError(f"{name} must be >= 1, got {value}")
+    if self.grouping_time_limit_s is not None and not self.grouping_time_limit_s > 0:
+      raise UserError(f"grouping_time_limit_s must be > 0, got {self.grouping_time_limit_s}")
     self.resources.validate(records)
-    self.collect_config().validate(taskset.num_tasks)
+    collect = self.collect_config()
+    collect.validate(taskset.num_tasks)
+    if any(m.measure is not None for m in records):  # a collection run will train
+      collect.check_pair_count(taskset.num_tasks, collect.steps or taskset.train_steps)
     self.check_feasible(taskset)
 
   def check_feasible(self, taskset: TaskSet, budget=None) -> None:

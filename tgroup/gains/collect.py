@@ -41,6 +41,8 @@ from tgroup.errors import NonFiniteLossError, UserError
 from tgroup.gains import combinations
 from tgroup.gains import history as history_lib
 from tgroup.gains import lookahead
+from tgroup.gains import schedule
+from tgroup.gains import shared_work
 from tgroup.gains.gains import Gains
 from tgroup.tasks import TaskSet
 
@@ -55,10 +57,28 @@ class CollectConfig:
     steps: training steps of the collection run (None: the TaskSet's default).
     collect_every: collect at steps 0, k, 2k, ... (lazy collection).
     sample_tasks: tasks drawn per collected step (None: all; fewer lookaheads).
-    sample_bias: ``uniform`` or ``rare`` (toward tasks drawn less so far).
+    sample_bias: ``uniform``, ``rare`` (toward tasks drawn less so far) or
+      ``pairs`` (a fixed cycle of draws in which every pair of tasks is drawn
+      together once, :mod:`tgroup.gains.schedule`: even pair counts).
+    min_pair_count: every pair of tasks must be collected in at least this many
+      steps (None: no minimum). With ``sample_tasks`` it needs ``pairs`` draws,
+      and a run whose steps cannot reach it is refused before it starts.
+    max_lookaheads: above this many lookaheads per collected step, ``principled``
+      gains are estimated to first order (the ``first_order`` measure's values:
+      one Jacobian, no lookahead); the gains' settings say so
+      (``principled_estimate``). None: always exact.
     strategy: ``auto``, ``map`` or ``vmap`` over combinations.
-    map_batch_size: combinations per ``lax.map`` iteration (None: one at a time
-      under ``map``, a measured default under ``auto`` on CPU).
+    map_batch_size: combinations evaluated together, as one vmapped chunk:
+      per ``lax.map`` iteration under ``map`` (None: one at a time; a measured
+      default under ``auto`` on CPU), per chunk under ``vmap`` (None: as many as
+      fit :data:`tgroup.gains.lookahead.VMAP_CHUNK_BYTES`).
+    lookahead: ``auto``, ``shared`` or ``general``: how each combination's step
+      is taken (:mod:`tgroup.gains.shared_work`). ``shared`` needs an optimizer
+      whose update is affine in the gradient (SGD, momentum, weight decay,
+      schedules) and shares work across combinations; ``general`` calls the
+      optimizer per combination; ``auto`` probes the optimizer once and picks.
+      The path taken (and, for ``general``, why) is recorded in the gains'
+      settings.
     seed: initialisation, batch order and task draws.
     mesh: the devices to run on, ``AXIS:N[,AXIS:N]`` or ``auto``
       (:mod:`tgroup.mesh`): the batch split over ``data``, the lookaheads over
@@ -73,8 +93,11 @@ class CollectConfig:
   collect_every: int = 1
   sample_tasks: int | None = None
   sample_bias: str = "uniform"
+  min_pair_count: int | None = None
+  max_lookaheads: int | None = None
   strategy: str = "auto"
   map_batch_size: int | None = None
+  lookahead: str = "auto"
   seed: int = 0
   mesh: str | None = None
   checkpoint_every: int | None = None
@@ -92,22 +115,87 @@ class CollectConfig:
     if self.sample_tasks is not None and not 2 <= self.sample_tasks <= num_tasks:
       raise UserError(f"sample_tasks must be between 2 and the {num_tasks} tasks, "
                       f"got {self.sample_tasks}")
-    if self.sample_bias not in ("uniform", "rare"):
-      raise UserError(f"sample_bias must be uniform or rare, got {self.sample_bias!r}")
+    if self.sample_bias not in ("uniform", "rare", "pairs"):
+      raise UserError(f"sample_bias must be uniform, rare or pairs, got {self.sample_bias!r}")
+    if self.min_pair_count is not None:
+      if self.min_pair_count < 1:
+        raise UserError(f"min_pair_count must be >= 1, got {self.min_pair_count}")
+      if self.sampled(num_tasks) and self.sample_bias != "pairs":
+        raise UserError(f"min_pair_count with sample_tasks={self.sample_tasks} needs "
+                        f"sample_bias=pairs (the draws that guarantee pair counts), "
+                        f"got {self.sample_bias}")
+    if self.max_lookaheads is not None and self.max_lookaheads < 1:
+      raise UserError(f"max_lookaheads must be >= 1, got {self.max_lookaheads}")
     if self.strategy not in ("auto", "map", "vmap"):
       raise UserError(f"strategy must be auto, map or vmap, got {self.strategy!r}")
     if self.map_batch_size is not None and self.map_batch_size < 1:
       raise UserError(f"map_batch_size must be >= 1, got {self.map_batch_size}")
+    if self.lookahead not in shared_work.LOOKAHEADS:
+      raise UserError(f"lookahead must be auto, shared or general, got {self.lookahead!r}")
     if self.checkpoint_every is not None and self.checkpoint_every < 1:
       raise UserError(f"checkpoint_every must be >= 1 (or None: no checkpoints), "
                       f"got {self.checkpoint_every}")
+
+  def sampled(self, num_tasks: int) -> bool:
+    """Whether fewer than all tasks are drawn per collected step."""
+    return self.sample_tasks is not None and self.sample_tasks < num_tasks
+
+  def steps_for_pair_count(self, num_tasks: int) -> int | None:
+    """Training steps the run needs for ``min_pair_count`` (None without one).
+
+    Examples:
+      >>> CollectConfig(sample_tasks=3, sample_bias="pairs", min_pair_count=2,
+      ...               collect_every=2).steps_for_pair_count(9)   # 14 draws a round
+      55
+    """
+    if self.min_pair_count is None:
+      return None
+    draws = (len(schedule.pair_cover(num_tasks, self.sample_tasks))
+             if self.sampled(num_tasks) else 1)
+    return schedule.steps_for_pair_count(draws, self.min_pair_count, self.collect_every)
+
+  def check_pair_count(self, num_tasks: int, steps: int) -> None:
+    """A UserError when ``steps`` cannot give every pair ``min_pair_count`` collected steps."""
+    needed = self.steps_for_pair_count(num_tasks)
+    if needed is not None and steps < needed:
+      how = (f"{self.sample_tasks} of {num_tasks} tasks per step, a round of "
+             f"{len(schedule.pair_cover(num_tasks, self.sample_tasks))} draws holds every pair"
+             if self.sampled(num_tasks) else "every task drawn at every collected step")
+      raise UserError(f"min_pair_count={self.min_pair_count} needs {needed} training steps "
+                      f"({how}; collect_every={self.collect_every}), but the run has {steps}")
+
+  def principled_estimate(self, num_tasks: int) -> tuple[str, str | None]:
+    """``(lookahead | first_order, why)``: how ``principled`` gains are collected.
+
+    Examples:
+      >>> CollectConfig(max_lookaheads=100).principled_estimate(20)
+      ('first_order', '210 lookaheads per collected step exceed max_lookaheads=100')
+      >>> CollectConfig(max_lookaheads=100).principled_estimate(9)
+      ('lookahead', None)
+    """
+    if self.max_lookaheads is None or "principled" not in self.measures:
+      return "lookahead", None
+    s = self.sample_tasks if self.sampled(num_tasks) else num_tasks
+    k = combinations.layout(s, self.measures).num_lookaheads
+    if k <= self.max_lookaheads:
+      return "lookahead", None
+    return "first_order", (f"{k} lookaheads per collected step exceed "
+                           f"max_lookaheads={self.max_lookaheads}")
 
   def settings(self, taskset: TaskSet) -> dict:
     d = dataclasses.asdict(self)
     d.pop("quiet")
     d.pop("checkpoint_every")
+    for name in ("min_pair_count", "max_lookaheads"):  # unset: earlier versions' identities
+      if d[name] is None:
+        d.pop(name)
+    estimate, why = self.principled_estimate(len(taskset.tasks))
+    if estimate != "lookahead":
+      d["principled_estimate"], d["principled_estimate_reason"] = estimate, why
     if self.mesh is None:  # one device: the settings (and identities) of earlier versions
       d.pop("mesh")
+    if self.lookahead == "auto":  # likewise; the path taken joins the gains' settings
+      d.pop("lookahead")          # (run_collection), equal to rounding either way
     d["steps"] = self.steps or taskset.train_steps
     d["strategy"], d["map_batch_size"] = lookahead.resolve_strategy(self.strategy,
                                                                      self.map_batch_size)
@@ -178,15 +266,18 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
     raise UserError(f"gains between tasks need at least two tasks; the TaskSet has only "
                     f"{taskset.tasks[0]!r}")
   steps = config.steps or taskset.train_steps
+  config.check_pair_count(taskset.num_tasks, steps)
   key = jax.random.key(config.seed)
   init_key, collect_key = jax.random.split(key)
   state = train.init_state(taskset, init_key)
   mesh = mesh_lib.stage_mesh(config.mesh, "collect", batch_size=taskset.batch_size)
   update_fn = jax.jit(train.make_update_fn(taskset), donate_argnums=0)
-  collect_fn = jax.jit(lookahead.make_collect_step(
+  collect_step = lookahead.make_collect_step(
       taskset, config.measures, sample_tasks=config.sample_tasks,
       sample_bias=config.sample_bias, strategy=config.strategy,
-      map_batch_size=config.map_batch_size, mesh=mesh))
+      map_batch_size=config.map_batch_size, mesh=mesh, lookahead=config.lookahead,
+      principled_estimate=config.principled_estimate(taskset.num_tasks)[0])
+  collect_fn = jax.jit(collect_step)
   cstate = lookahead.init_collector(collect_key, taskset.num_tasks, config.measures)
   snapshot_at = {s: k for k, s in enumerate(history_lib.snapshot_steps(steps))}
   snapshots = _empty_snapshots(cstate, len(snapshot_at))
@@ -234,6 +325,8 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
       saver.save((state, cstate, snapshots), step + 1,
                  earlier_seconds + time.perf_counter() - start)
   settings["seconds"] = round(earlier_seconds + time.perf_counter() - start, 3)
+  settings.update(collect_step.plan.settings())  # which lookahead path ran, and why
+  settings["pair_counts"] = _pair_counts(cstate)
   gains = {name: finish(taskset.tasks, name, acc, settings)
            for name, acc in cstate.measures.items()}
   steps_array = np.array(sorted(snapshot_at))
@@ -241,6 +334,17 @@ def run_collection(taskset: TaskSet, config: CollectConfig, *, checkpoint_dir: s
       tuple(taskset.tasks), name, steps_array, _means(snap.sums, snap.counts), snap.counts)
                for name, snap in snapshots.items()}
   return Collection(gains, state, histories)
+
+
+def _pair_counts(cstate: lookahead.CollectorState) -> dict[str, float]:
+  """Fewest, mean and most collected steps over the pairs of distinct tasks.
+
+  Every measure is collected on the same drawn tasks, so the first measure's
+  off-diagonal counts are the pairs' (principled_marginal collects no diagonal).
+  """
+  counts = np.asarray(next(iter(cstate.measures.values())).counts)
+  off = counts[~np.eye(len(counts), dtype=bool)]
+  return {"min": int(off.min()), "mean": round(float(off.mean()), 3), "max": int(off.max())}
 
 
 def _empty_snapshots(cstate: lookahead.CollectorState, points: int) -> dict:

@@ -25,7 +25,14 @@ Two measures need no lookahead, only the Gram matrix of the per-task gradients:
      with the exact gains; grouping does not depend on a common scale.
 
 Combinations run under ``lax.map`` (CPU: vmap copies the weights once per
-combination) or ``vmap`` (accelerators), chosen by ``strategy``.
+combination) or ``vmap`` (accelerators), chosen by ``strategy``, in chunks of
+bounded size either way (:func:`map_rows`), so a step's memory does not grow with
+m² × parameters.
+
+Step 2 has two paths (``lookahead``): ``general`` calls ``optimizer.update`` per
+combination; ``shared`` (:mod:`tgroup.gains.shared_work`), for optimizers whose
+update is affine in the gradient, steps every combination from two per-step
+quantities and shares the work of layers whose input is the batch.
 """
 from __future__ import annotations
 
@@ -38,6 +45,8 @@ import numpy as np
 import optax
 
 from tgroup.gains import combinations
+from tgroup.gains import schedule
+from tgroup.gains import shared_work
 
 
 class GainSums(NamedTuple):
@@ -66,41 +75,116 @@ def init_collector(key: jax.Array, num_tasks: int, measures) -> CollectorState:
 CPU_MAP_BATCH_SIZE = 3
 
 
+# vmap's default chunk: as many combinations at once as fit this many bytes of
+# per-combination working set (stepped parameters, optimizer state, the forward
+# pass's intermediates; see :func:`row_bytes`). Large enough that the synthetic
+# benchmark's and mlp784's 45 combinations run unchunked (0.17 and 4.9 MB each by
+# that estimate), small enough to leave most of an accelerator's memory to the rest.
+VMAP_CHUNK_BYTES = 1 << 30
+
+
 def resolve_strategy(strategy: str, map_batch_size: int | None = None
                      ) -> tuple[str, int | None]:
-  """(``map`` or ``vmap``, lax.map batch size).
+  """(``map`` or ``vmap``, combinations per chunk).
 
   ``auto`` is ``lax.map`` in chunks of :data:`CPU_MAP_BATCH_SIZE` on CPU (vmap
   would copy the weights once per combination) and ``vmap`` on accelerators.
-  An explicit ``map_batch_size`` wins; None under ``map`` means one at a time.
+  An explicit ``map_batch_size`` wins: under ``map``, the combinations per loop
+  iteration (None: one at a time); under ``vmap``, the chunk (None: as many as
+  fit :data:`VMAP_CHUNK_BYTES`, chosen when the step is traced).
   """
   if strategy == "auto":
     if jax.default_backend() != "cpu":
-      return "vmap", None
+      return "vmap", map_batch_size
     return "map", map_batch_size or CPU_MAP_BATCH_SIZE
-  if strategy == "map":
-    return "map", map_batch_size
-  if strategy == "vmap":
-    return "vmap", None
+  if strategy in ("map", "vmap"):
+    return strategy, map_batch_size
   raise ValueError(f"strategy must be auto, map or vmap, got {strategy!r}")
 
 
-def draw_tasks(key: jax.Array, draws: jax.Array, s: int, bias: str) -> jax.Array:
+def _bytes(tree) -> int:
+  return sum(int(np.prod(np.shape(x))) * np.dtype(x.dtype).itemsize
+             for x in jax.tree.leaves(tree) if hasattr(x, "dtype"))
+
+
+def row_bytes(losses_fn: Callable[[Any], jax.Array], params, opt_state) -> int:
+  """An upper bound on one combination's working set: the stepped parameters and
+  their gradient, the optimizer state, and every intermediate of the forward
+  pass (top-level values of its jaxpr; XLA fuses and reuses many of them)."""
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), params)
+  jaxpr = jax.make_jaxpr(losses_fn)(abstract).jaxpr
+  activations = sum(_bytes([v.aval for v in eqn.outvars]) for eqn in jaxpr.eqns)
+  return 2 * _bytes(params) + _bytes(opt_state) + activations
+
+
+def vmap_chunk(per_row: int, rows: int) -> int:
+  """vmap's default chunk for ``rows`` combinations of ``per_row`` bytes each.
+
+  Examples:
+    >>> vmap_chunk(per_row=100 << 20, rows=45)   # 100 MiB each: 10 per GiB
+    10
+    >>> vmap_chunk(per_row=1 << 20, rows=45)     # all at once
+    45
+  """
+  return int(max(1, min(rows, VMAP_CHUNK_BYTES // max(per_row, 1))))
+
+
+def map_rows(one: Callable[[Any], jax.Array], rows, *, strategy: str, chunk: int | None,
+             mesh: Mesh | None = None) -> jax.Array:
+  """``one`` over ``rows`` (a pytree of arrays with a leading axis of k rows), ``chunk``
+  rows at a time (vmapped chunks).
+
+  ``map`` with ``chunk`` None: one row at a time; ``vmap`` with ``chunk`` None
+  or at least the rows: all at once. With ``mesh``, the rows are split over its
+  ``combos`` axis first: each device maps its share.
+  """
+  def run(r):
+    if strategy == "vmap" and (chunk is None or chunk >= jax.tree.leaves(r)[0].shape[0]):
+      return jax.vmap(one)(r)
+    return jax.lax.map(one, r, batch_size=chunk)
+
+  rows = jax.tree.map(jnp.asarray, rows)
+  shares = 1 if mesh is None else mesh.shape["combos"]
+  if shares == 1:
+    return run(rows)
+  # One block of rows per device of the combos axis; padding rows (zeros: a zero
+  # step) are stepped and dropped.
+  k = jax.tree.leaves(rows)[0].shape[0]
+  per = -(-k // shares)
+
+  def block(x):
+    padded = jnp.zeros((shares * per,) + x.shape[1:], x.dtype).at[:k].set(x)
+    return jax.lax.with_sharding_constraint(padded.reshape((shares, per) + x.shape[1:]),
+                                            NamedSharding(mesh, P("combos")))
+
+  out = jax.vmap(run)(jax.tree.map(block, rows))
+  return out.reshape((shares * per,) + out.shape[2:])[:k]
+
+
+def draw_tasks(key: jax.Array, draws: jax.Array, s: int, bias: str,
+               cover: np.ndarray | None = None) -> jax.Array:
   """``s`` distinct task indices, sorted.
 
   ``uniform`` draws every subset of size s equally often; ``rare`` draws without
   replacement with probability proportional to ``1 / (1 + draws − min(draws))``
-  (Gumbel top-k), so tasks drawn less often so far catch up.
+  (Gumbel top-k), so tasks drawn less often so far catch up; ``pairs`` takes the
+  next row of ``cover`` (:func:`tgroup.gains.schedule.pair_cover`, cycled): the
+  n-th collected step, n = draws so far / s, draws row n mod L.
   """
   m = draws.shape[0]
   if s == m:
     return jnp.arange(m)
+  if bias == "pairs":
+    if cover is None:
+      raise ValueError("bias 'pairs' needs the cover to cycle through")
+    n = draws.sum() // s
+    return jnp.asarray(cover)[n % len(cover)]
   if bias == "uniform":
     logits = jnp.zeros(m)
   elif bias == "rare":
     logits = -jnp.log1p((draws - draws.min()).astype(jnp.float32))
   else:
-    raise ValueError(f"bias must be uniform or rare, got {bias!r}")
+    raise ValueError(f"bias must be uniform, rare or pairs, got {bias!r}")
   _, idx = jax.lax.top_k(logits + jax.random.gumbel(key, (m,)), s)
   return jnp.sort(idx)
 
@@ -109,7 +193,7 @@ def lookahead_losses(losses_fn: Callable[[Any], jax.Array], optimizer: optax.Gra
                      params, opt_state, jac, weights: np.ndarray, *, step_mask=None,
                      strategy: str = "map", map_batch_size: int | None = None,
                      mesh: Mesh | None = None) -> jax.Array:
-  """Task losses after one real optimizer step per combination row.
+  """Task losses after one real optimizer step per combination row (the general path).
 
   Args:
     losses_fn: ``params -> (m,)`` task losses on the batch.
@@ -120,9 +204,9 @@ def lookahead_losses(losses_fn: Callable[[Any], jax.Array], optimizer: optax.Gra
     step_mask: optional pytree of Python bools; False leaves keep their value
       (TAG steps only the shared trunk).
     strategy: ``map`` (``lax.map``) or ``vmap``.
-    map_batch_size: ``lax.map`` batch size (vmapped chunks), None for one at a time.
+    map_batch_size: combinations per chunk (see :func:`map_rows`).
     mesh: split the rows over its ``combos`` axis: each device steps and
-      evaluates its share (under ``map``, one at a time on each device).
+      evaluates its share.
 
   Returns:
     ``(k, m)`` losses L(θ⁺) of every task after each combination's step.
@@ -134,20 +218,7 @@ def lookahead_losses(losses_fn: Callable[[Any], jax.Array], optimizer: optax.Gra
       updates = jax.tree.map(lambda u, keep: u if keep else jnp.zeros_like(u), updates, step_mask)
     return losses_fn(optax.apply_updates(params, updates))
 
-  weights = jnp.asarray(weights)
-  run = ((lambda w: jax.lax.map(one, w, batch_size=map_batch_size)) if strategy == "map"
-         else jax.vmap(one))
-  shares = 1 if mesh is None else mesh.shape["combos"]
-  if shares == 1:
-    return run(weights)
-  # One block of rows per device of the combos axis; padding rows (zero weights)
-  # are stepped and dropped.
-  k = weights.shape[0]
-  per = -(-k // shares)
-  padded = jnp.zeros((shares * per, weights.shape[1]), weights.dtype).at[:k].set(weights)
-  blocks = jax.lax.with_sharding_constraint(padded.reshape(shares, per, -1),
-                                            NamedSharding(mesh, P("combos")))
-  return jax.vmap(run)(blocks).reshape(shares * per, -1)[:k]
+  return map_rows(one, weights, strategy=strategy, chunk=map_batch_size, mesh=mesh)
 
 
 def per_task_gradients(losses_fn, params, task_idx: jax.Array, num_tasks: int):
@@ -201,47 +272,97 @@ def step_gains(ratios_full: jax.Array, ratios_shared: jax.Array, idx: jax.Array,
 
 def make_collect_step(taskset, measures, *, sample_tasks: int | None = None,
                       sample_bias: str = "uniform", strategy: str = "auto",
-                      map_batch_size: int | None = None, mesh: Mesh | None = None):
+                      map_batch_size: int | None = None, mesh: Mesh | None = None,
+                      lookahead: str | shared_work.Plan = "auto", shared_layers: str = "auto",
+                      principled_estimate: str = "lookahead"):
   """``collect_step(cstate, params, opt_state, batch) -> cstate``, a pure function to jit.
 
   Args:
     taskset: the problem (losses, optimizer, shared-parameter mask).
     measures: names among :data:`tgroup.gains.combinations.MEASURES`.
     sample_tasks: draw this many tasks per step (None: all).
-    sample_bias: ``uniform`` or ``rare`` (see :func:`draw_tasks`).
+    sample_bias: ``uniform``, ``rare`` or ``pairs`` (see :func:`draw_tasks`).
     strategy: ``auto``, ``map`` or ``vmap`` (see :func:`resolve_strategy`).
     map_batch_size: see :func:`resolve_strategy`.
     mesh: split the lookaheads over its ``combos`` axis (see
-      :func:`lookahead_losses`); the batch is split over ``data`` by its placement.
+      :func:`map_rows`); the batch is split over ``data`` by its placement.
+    lookahead: ``auto``, ``shared`` or ``general`` (see
+      :func:`tgroup.gains.shared_work.plan`, which decides here, eagerly), or a
+      plan already made.
+    shared_layers: on the shared path, which layers whose input is the batch
+      share their work: ``auto`` (where it pays), ``all`` or ``none`` (see
+      :func:`tgroup.gains.shared_work.choose_layers`).
+    principled_estimate: ``lookahead`` (exact) or ``first_order``: the
+      ``principled`` measure from the first-order expansion of the self-pair
+      gain (the ``first_order`` measure's values: one Jacobian, no lookahead).
+
+  Returns:
+    The step; its ``plan`` attribute is the :class:`~tgroup.gains.shared_work.Plan`
+    it follows.
+
+  Raises:
+    UserError: ``lookahead="shared"`` with an optimizer that does not qualify.
   """
   m = taskset.num_tasks
   s = m if sample_tasks is None else sample_tasks
   measures = tuple(measures)
-  lay = combinations.layout(s, measures)
+  if principled_estimate not in ("lookahead", "first_order"):
+    raise ValueError(f"principled_estimate must be lookahead or first_order, "
+                     f"got {principled_estimate!r}")
+  # Where each accumulated measure's values come from this step.
+  source = {name: name for name in measures}
+  if principled_estimate == "first_order" and "principled" in measures:
+    source["principled"] = "first_order"
+  computed = tuple(dict.fromkeys(source.values()))
+  lay = combinations.layout(s, computed)
+  cover = schedule.pair_cover(m, s) if sample_bias == "pairs" and s < m else None
   strategy, map_batch_size = resolve_strategy(strategy, map_batch_size)
   optimizer = taskset.optimizer
+  if isinstance(lookahead, shared_work.Plan):
+    plan = lookahead
+  elif lookahead == "auto" and not lay.num_lookaheads:  # cosine, first_order: nothing to probe
+    plan = shared_work.Plan("general", "the measures take no lookahead steps")
+  else:
+    plan = shared_work.plan(taskset, lookahead, s)
 
   def collect_step(cstate: CollectorState, params, opt_state, batch) -> CollectorState:
     key, draw_key = jax.random.split(cstate.key)
-    idx = draw_tasks(draw_key, cstate.draws, s, sample_bias)
+    idx = draw_tasks(draw_key, cstate.draws, s, sample_bias, cover)
     losses_fn = lambda p: taskset.task_losses(p, batch)
-    losses, jac = per_task_gradients(losses_fn, params, idx, m)
-    run = lambda w, mask: lookahead_losses(losses_fn, optimizer, params, opt_state, jac, w,
-                                           step_mask=mask, strategy=strategy,
-                                           map_batch_size=map_batch_size, mesh=mesh) / losses
+    chunk = map_batch_size
+    if strategy == "vmap" and chunk is None:
+      chunk = vmap_chunk(row_bytes(losses_fn, params, opt_state),
+                         max(len(lay.full_weights), len(lay.shared_weights)))
+    if plan.path == "shared":
+      choices = shared_work.choose_layers(
+          shared_work.find_layers(taskset.task_losses, params, batch), s, plan.uniform,
+          shared_layers)
+      base = shared_work.base_pass(losses_fn, params, idx, m, choices)
+      losses, jac = base.losses, base.jac
+      row_fn = lambda mask: shared_work.make_row_fn(losses_fn, optimizer, params, opt_state,
+                                                    base, choices, step_mask=mask)
+      run = lambda w, mask: map_rows(row_fn(mask), shared_work.combination_rows(w),
+                                     strategy=strategy, chunk=chunk, mesh=mesh) / losses
+    else:
+      losses, jac = per_task_gradients(losses_fn, params, idx, m)
+      run = lambda w, mask: lookahead_losses(losses_fn, optimizer, params, opt_state, jac, w,
+                                             step_mask=mask, strategy=strategy,
+                                             map_batch_size=chunk, mesh=mesh) / losses
     ratios_full = run(lay.full_weights, None) if len(lay.full_weights) else None
     shared = taskset.shared_mask(params)
     ratios_shared = run(lay.shared_weights, shared) if len(lay.shared_weights) else None
-    full_gram = gram(jac) if "first_order" in measures else None
-    shared_gram = gram(jac, shared) if "cosine" in measures else None
+    full_gram = gram(jac) if "first_order" in computed else None
+    shared_gram = gram(jac, shared) if "cosine" in computed else None
     new = dict(cstate.measures)
     grid = (idx[:, None], idx[None, :])
-    for name, (values, collected) in step_gains(
-        ratios_full, ratios_shared, idx, lay, measures, full_gram=full_gram,
-        shared_gram=shared_gram, losses=losses).items():
+    step = step_gains(ratios_full, ratios_shared, idx, lay, computed, full_gram=full_gram,
+                      shared_gram=shared_gram, losses=losses)
+    for name in measures:
+      values, collected = step[source[name]]
       acc = cstate.measures[name]
       new[name] = GainSums(acc.sums.at[grid].add(values * collected),
                            acc.counts.at[grid].add(collected))
     return CollectorState(key, cstate.draws.at[idx].add(1), new)
 
+  collect_step.plan = plan  # the path it takes, for the run's settings
   return collect_step

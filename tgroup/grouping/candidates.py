@@ -147,7 +147,6 @@ def generate_block_groups(block_members: np.ndarray, gains: np.ndarray,
     True
   """
   nb, m = block_members.shape
-  index = {t: i for i, t in enumerate(tasks)}
   bm = block_members.astype(np.float64)
   g = np.array(gains, dtype=np.float64)
   if objective != "principled":
@@ -159,13 +158,7 @@ def generate_block_groups(block_members: np.ndarray, gains: np.ndarray,
   task_block = np.empty(m, dtype=np.int64)
   for b in range(nb):
     task_block[block_members[b]] = b
-  clash = np.zeros((nb, nb), dtype=bool)  # blocks that may not share a group
-  for a, b in constraints.cannot_link:
-    ba, bb = task_block[index[a]], task_block[index[b]]
-    clash[ba, bb] = clash[bb, ba] = True
-  solitary = np.zeros(nb, dtype=bool)
-  for name in constraints.alone:
-    solitary[task_block[index[name]]] = True
+  clash, solitary = block_conflicts(task_block, nb, tasks, constraints)
 
   rows = [np.eye(nb, dtype=bool)]
 
@@ -225,6 +218,28 @@ def generate_block_groups(block_members: np.ndarray, gains: np.ndarray,
   # two-group partition; without it a strong group can be unusable when few
   # groups are asked for.
   return np.concatenate([rows, ~rows & ~solitary], axis=0)
+
+
+def block_conflicts(task_block: np.ndarray, num_blocks: int, tasks: Sequence[str],
+                    constraints: Constraints) -> tuple[np.ndarray, np.ndarray]:
+  """``(clash, solitary)`` over must_link blocks: bool (nb, nb) pairs of blocks that
+  cannot_link keeps apart, and bool (nb,) blocks holding a task that must be alone.
+
+  Examples:
+    >>> clash, solitary = block_conflicts(np.array([0, 0, 1]), 2, "abc",
+    ...                                   Constraints(cannot_link=[("a", "c")]))
+    >>> clash.tolist(), solitary.tolist()
+    ([[False, True], [True, False]], [False, False])
+  """
+  index = {t: i for i, t in enumerate(tasks)}
+  clash = np.zeros((num_blocks, num_blocks), dtype=bool)
+  for a, b in constraints.cannot_link:
+    ba, bb = task_block[index[a]], task_block[index[b]]
+    clash[ba, bb] = clash[bb, ba] = True
+  solitary = np.zeros(num_blocks, dtype=bool)
+  for name in constraints.alone:
+    solitary[task_block[index[name]]] = True
+  return clash, solitary
 
 
 def _merge_hierarchy(inner, block_size, clash, solitary, max_size,

@@ -34,6 +34,8 @@ import numpy as np
 from tgroup.grouping.budget import Budget
 from tgroup.grouping.constraints import Constraints
 from tgroup.grouping.result import Grouping
+from tgroup.grouping.result import gap_closed
+from tgroup.grouping.result import relative_gap
 from tgroup.grouping.select import Selection, try_select_candidates
 
 
@@ -168,8 +170,13 @@ assignment={0: 0, 1: 1, 2: 2}, costs=(1.0, 0.5, 2.0), half_size=(False, False, F
 
   def grouping(self, tasks: Sequence[str], found: Selection, objective_name: str,
                constraints: Constraints, budget: Budget | None, *,
-               objective: float | None = None) -> Grouping:
+               objective: float | None = None, bound: float | None = None) -> Grouping:
     """The :class:`Grouping` of a selection, in task names and canonical order.
+
+    Over all candidates ("all"), CBC's proof is the whole story: an optimal selection
+    is its own bound (gap 0), a time-limited one has none. Over generated candidates
+    only `bound` can prove optimality: the status is "optimal" exactly when it closes
+    the gap (:func:`~tgroup.grouping.result.gap_closed`), else "feasible".
 
     Args:
       tasks: the task names, by index.
@@ -177,15 +184,29 @@ assignment={0: 0, 1: 1, 2: 2}, costs=(1.0, 0.5, 2.0), half_size=(False, False, F
       objective_name: what the objective measures (e.g. "principled").
       constraints: the constraints it was chosen under, for the record.
       budget: the budget it was chosen within (for the record), or None.
-      objective: the objective to report; by default the maximised one.
+      objective: the objective to report; by default the maximised one (a bound is
+        then reported only where it is the objective itself).
+      bound: with generated candidates, an upper bound on the maximised objective
+        over every allowed group (see :mod:`tgroup.grouping.colgen`), or None.
     """
     chosen = self.chosen(found)
     tasks = tuple(tasks)
+    reported = found.objective if objective is None else objective
+    if self.candidates == "all":
+      status = found.status
+      bound = reported if status == "optimal" else None
+    else:
+      if objective is not None and not gap_closed(found.objective, bound):
+        bound = None  # a bound on the maximised score says nothing about another sense
+      status = "optimal" if gap_closed(found.objective, bound) else "feasible"
+      if bound is not None and status == "optimal":
+        bound = reported
+    gap = relative_gap(reported, bound)
     return Grouping(
         tasks=tasks, groups=tuple(tuple(tasks[t] for t in g) for g in chosen.groups),
         assignment={tasks[t]: k for t, k in chosen.assignment.items()},
-        objective=found.objective if objective is None else objective,
-        status=found.status, candidates=self.candidates, objective_name=objective_name,
+        objective=reported, status=status, bound=bound, gap=gap,
+        candidates=self.candidates, objective_name=objective_name,
         constraints=constraints.to_json(), overlap=self.overlap,
         network_costs=chosen.costs,
         half_size=None if chosen.costs is None else chosen.half_size,

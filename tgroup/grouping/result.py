@@ -9,6 +9,34 @@ from tgroup.errors import UserError
 STATUSES = ("optimal", "feasible")
 
 
+def relative_gap(objective: float, bound: float | None) -> float | None:
+  """``(bound - objective) / max(|objective|, |bound|, tiny)``; None without a bound.
+
+  0 when the bound is the objective; at most 1 when both are positive; a bound far above a
+  negative objective can give more than 1 (the gap is relative to the larger magnitude).
+
+  Examples:
+    >>> relative_gap(99.0, 100.0), relative_gap(2.0, 2.0), relative_gap(0.0, 0.0)
+    (0.01, 0.0, 0.0)
+    >>> print(relative_gap(1.0, None))
+    None
+  """
+  if bound is None:
+    return None
+  return (bound - objective) / max(abs(objective), abs(bound), 1e-300)
+
+
+def gap_closed(objective: float, bound: float | None) -> bool:
+  """Whether `bound` proves `objective` optimal:
+  ``|bound - objective| <= 1e-9 max(1, |objective|)``.
+
+  Examples:
+    >>> gap_closed(40.0, 40.0 + 1e-8), gap_closed(40.0, 40.1), gap_closed(40.0, None)
+    (True, False, False)
+  """
+  return bound is not None and abs(bound - objective) <= 1e-9 * max(1.0, abs(objective))
+
+
 @dataclasses.dataclass(frozen=True)
 class Grouping:
   """Groups of tasks chosen by :func:`~tgroup.grouping.solve_grouping`.
@@ -22,9 +50,18 @@ class Grouping:
       only group in a partition; its best chosen group in a cover).
     objective: the maximised objective, the sum over tasks of their score in
       the group serving them.
-    status: "optimal" (proven by CBC) or "feasible" (stopped by a time limit).
+    status: "optimal" when the answer is proven optimal over every allowed group
+      (the gap below is closed), "feasible" otherwise (a time limit stopped the
+      search, or generated candidates without a closed bound).
     candidates: "all" when every allowed group was a candidate (a proven
       optimum is the true optimum), "generated" when columns were generated.
+    bound: an upper bound on the objective of every grouping that satisfies the
+      constraints (over all allowed groups, not only the candidates): the
+      objective itself when proven optimal (also for "all"), the Lagrangian bound
+      of column generation otherwise; None when nothing bounds it (a time limit
+      over "all" candidates, a budget with generated candidates).
+    gap: ``(bound - objective) / max(|objective|, |bound|, tiny)``: 0 when
+      proven optimal; None without a bound.
     objective_name: "principled", "marginal", "tag" or "hoa".
     constraints: the constraints as :meth:`Constraints.to_json` gives them.
     overlap: False for a partition, True for a cover.
@@ -55,6 +92,8 @@ class Grouping:
   network_costs: tuple[float, ...] | None = None
   half_size: tuple[bool, ...] | None = None
   budget: dict[str, Any] | None = None
+  bound: float | None = None
+  gap: float | None = None
 
   def indices(self) -> tuple[list[tuple[int, ...]], dict[int, int]]:
     """Groups as task-index tuples and the assignment by task index, the form
@@ -93,13 +132,16 @@ class Grouping:
         "candidates": self.candidates,
         "assignment": dict(self.assignment),
         "overlap": bool(self.overlap),
+        "bound": None if self.bound is None else float(self.bound),
+        "gap": None if self.gap is None else float(self.gap),
     }, **extra}
 
   @classmethod
   def from_json(cls, data: dict[str, Any]) -> Grouping:
     """Reads :meth:`to_json`'s dict; the extra keys may be missing.
 
-    Without "assignment", a task is served by the first group holding it.
+    Without "assignment", a task is served by the first group holding it;
+    without "bound" and "gap" (files written before they existed), both are None.
     """
     try:
       tasks = tuple(data["tasks"])
@@ -127,4 +169,6 @@ class Grouping:
                               else tuple(float(c) for c in data["network_costs"])),
                half_size=(None if data.get("half_size") is None
                           else tuple(bool(h) for h in data["half_size"])),
-               budget=data.get("budget"))
+               budget=data.get("budget"),
+               bound=None if data.get("bound") is None else float(data["bound"]),
+               gap=None if data.get("gap") is None else float(data["gap"]))

@@ -1,6 +1,7 @@
 """Group tasks from a gains matrix: candidates, scores, selection, diagnosis."""
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -8,6 +9,7 @@ import numpy as np
 from tgroup.errors import InfeasibleError, UserError
 from tgroup.grouping.budget import Budget
 from tgroup.grouping.candidates import build_candidates
+from tgroup.grouping.colgen import solve_by_columns
 from tgroup.grouping.constraints import Constraints
 from tgroup.grouping.infeasible import explain_infeasible
 from tgroup.grouping.problem import SelectionProblem
@@ -73,6 +75,13 @@ def gains_problem(tasks: tuple[str, ...], gains: np.ndarray, objective: str,
   """
   membership, kind = build_candidates(tasks, gains, objective, constraints,
                                       max_candidates, seed)
+  return _problem(membership, kind, gains, objective, constraints, overlap, budget,
+                  zero_scores)
+
+
+def _problem(membership, kind, gains, objective, constraints, overlap, budget,
+             zero_scores=False) -> SelectionProblem:
+  """The selection problem over candidate rows `membership` (see :func:`gains_problem`)."""
   if zero_scores:
     scores = np.where(membership, 0.0, np.nan)
   else:
@@ -98,8 +107,13 @@ def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
   """The best grouping of tasks under constraints, as a linear MIP.
 
   Every allowed group is a candidate when there are at most `max_candidates`
-  of them (exact; m up to about 16 without size caps), otherwise generated
-  columns are; the result says which. CBC then chooses among the candidates.
+  of them (exact; m up to about 16 without size caps), otherwise columns are
+  generated (:mod:`tgroup.grouping.colgen`): heuristic columns, then column
+  generation against the LP relaxation's duals, CBC over every column found, and
+  a certified upper bound on the true optimum; the result says which
+  (``candidates``), the bound and the relative gap (``bound``, ``gap``), and is
+  "optimal" only when the gap is closed. With a budget, generated candidates stay
+  the heuristic ones, without a bound.
 
   Args:
     tasks: task names, in the order of the gains' rows and columns.
@@ -113,7 +127,11 @@ def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
     overlap: False for a partition; True for a cover (a task may be in
       several groups and is served by its best one, as TAG selects).
     max_candidates: the most candidate groups to enumerate exhaustively.
-    time_limit_s: CBC's wall-clock limit; None for none.
+    time_limit_s: the wall-clock limit of the solve: CBC's over all candidates;
+      over generated ones, of column generation, its bound and CBC together (it
+      stops pricing early and reports the gap reached). None: CBC is not limited,
+      and column generation stops after
+      :data:`~tgroup.grouping.colgen.DEFAULT_COLGEN_S` seconds.
     seed: seeds the random part of column generation.
     budget: network costs and limits on them (see
       :class:`~tgroup.grouping.budget.Budget`): a total over the chosen
@@ -160,8 +178,26 @@ def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
     raise UserError("half-size networks serve single tasks, which objective 'tag' "
                     "cannot score")
 
-  problem = gains_problem(tasks, g, objective, constraints, overlap, max_candidates, seed,
-                          budget)
+  if time_limit_s is not None and not (isinstance(time_limit_s, (int, float, np.number))
+                                       and not isinstance(time_limit_s, bool)
+                                       and time_limit_s > 0):
+    raise UserError(f"time_limit_s must be positive, got {time_limit_s!r}")
+
+  start = time.monotonic()
+  membership, kind = build_candidates(tasks, g, objective, constraints, max_candidates, seed)
+  if kind == "generated" and budget is None:
+    left = (None if time_limit_s is None
+            else max(0.1 * time_limit_s, time_limit_s - (time.monotonic() - start)))
+    columns = solve_by_columns(tasks, g, objective, constraints, overlap, membership,
+                               left, seed)
+    if columns.found is None:
+      # Proven infeasible: no note about generated candidates is due.
+      raise InfeasibleError(_diagnose(tasks, g, objective, constraints, overlap,
+                                      max_candidates, seed,
+                                      "all" if columns.infeasible else kind, budget))
+    return columns.problem.grouping(tasks, columns.found, objective, constraints, None,
+                                    bound=columns.bound)
+  problem = _problem(membership, kind, g, objective, constraints, overlap, budget)
   found = problem.solve(time_limit_s)
   if found is None:
     raise InfeasibleError(_diagnose(tasks, g, objective, constraints, overlap,

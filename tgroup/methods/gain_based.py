@@ -29,7 +29,8 @@ def group_on_gains(method: Method, context: Context) -> Outcome:
   start = time.perf_counter()
   grouping = solve_grouping(list(context.taskset.tasks), gains.gains, method.objective,
                             context.config.constraints, overlap=method.overlap,
-                            budget=context.budget)
+                            budget=context.budget,
+                            time_limit_s=context.config.grouping_time_limit_s)
   seconds = {"collect": context.collect_seconds, "group": time.perf_counter() - start}
   report = {}
   if method.measure == "first_order" and "principled" in context.gains:

@@ -49,7 +49,8 @@ def _group(method: Method, context: Context) -> Outcome:
   start = time.perf_counter()
   grouping = solve_grouping(list(ts.tasks), gains.gains, method.objective,
                             context.config.constraints, overlap=method.overlap,
-                            budget=context.budget)
+                            budget=context.budget,
+                            time_limit_s=context.config.grouping_time_limit_s)
   seconds = {"collect": sum(r.seconds for r in pairs.values()),
              "group": time.perf_counter() - start}
   return Outcome(draws=(grouping.indices(),), grouping=grouping, gains=gains, seconds=seconds)
