@@ -1,4 +1,4 @@
-"""How the cost of finding groups grows with the number of tasks (``launch.bench --sections=scaling``).
+"""How the cost of finding groups grows with the number of tasks (--sections=scaling).
 
 For each m in ``--scaling_tasks`` (default 5, 9, 15, 20, 40, 100) the planted
 synthetic problem of that size (:data:`SHAPES`: clusters × tasks per cluster) is
@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from launch import bench_timing
+from launch.bench_mesh import device_bytes
 from tgroup import train
 from tgroup.benchmarks import synthetic
 from tgroup.errors import UserError
@@ -68,13 +69,6 @@ def check_measures(names) -> tuple[str, ...]:
   if unknown:
     raise UserError(f"unknown scaling measure(s) {unknown}; known: {', '.join(MEASURES)}")
   return tuple(names)
-
-
-def device_bytes(compiled) -> int:
-  """Bytes a compiled program holds while it runs: arguments, outputs, temporaries."""
-  stats = compiled.memory_analysis()
-  return int(stats.argument_size_in_bytes + stats.output_size_in_bytes
-             + stats.temp_size_in_bytes - stats.alias_size_in_bytes)
 
 
 def collection_figures(num_tasks: int, sample_tasks: int, rounds: int) -> dict[str, float]:

@@ -140,6 +140,10 @@ class CollectConfig:
     """Whether fewer than all tasks are drawn per collected step."""
     return self.sample_tasks is not None and self.sample_tasks < num_tasks
 
+  def round_length(self, num_tasks: int) -> int:
+    """Collected steps in which every pair is drawn together at least once."""
+    return len(schedule.pair_cover(num_tasks, self.sample_tasks)) if self.sampled(num_tasks) else 1
+
   def steps_for_pair_count(self, num_tasks: int) -> int | None:
     """Training steps the run needs for ``min_pair_count`` (None without one).
 
@@ -150,16 +154,15 @@ class CollectConfig:
     """
     if self.min_pair_count is None:
       return None
-    draws = (len(schedule.pair_cover(num_tasks, self.sample_tasks))
-             if self.sampled(num_tasks) else 1)
-    return schedule.steps_for_pair_count(draws, self.min_pair_count, self.collect_every)
+    return schedule.steps_for_pair_count(self.round_length(num_tasks), self.min_pair_count,
+                                         self.collect_every)
 
   def check_pair_count(self, num_tasks: int, steps: int) -> None:
     """A UserError when ``steps`` cannot give every pair ``min_pair_count`` collected steps."""
     needed = self.steps_for_pair_count(num_tasks)
     if needed is not None and steps < needed:
       how = (f"{self.sample_tasks} of {num_tasks} tasks per step, a round of "
-             f"{len(schedule.pair_cover(num_tasks, self.sample_tasks))} draws holds every pair"
+             f"{self.round_length(num_tasks)} draws holds every pair"
              if self.sampled(num_tasks) else "every task drawn at every collected step")
       raise UserError(f"min_pair_count={self.min_pair_count} needs {needed} training steps "
                       f"({how}; collect_every={self.collect_every}), but the run has {steps}")

@@ -16,6 +16,7 @@ the greedy round is a little longer (measured in the tests).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -23,12 +24,14 @@ import numpy as np
 from tgroup.errors import UserError
 
 
+@functools.lru_cache(maxsize=16)
 def pair_cover(num_tasks: int, sample_tasks: int, seed: int = 0) -> np.ndarray:
   """One round of draws covering every pair of tasks: ``(L, s)`` sorted task indices.
 
   Deterministic for a seed (the seed only breaks ties). Tasks are balanced: when
   the draws that remain need fewer than s tasks, the rest of the draw goes to
-  the tasks drawn least so far.
+  the tasks drawn least so far. Cached, read-only: a run's checks and its
+  collection step ask for the same round (1.3 s to lay out for 500 tasks in 20s).
 
   Examples:
     >>> cover = pair_cover(6, 3)
@@ -63,7 +66,9 @@ def pair_cover(num_tasks: int, sample_tasks: int, seed: int = 0) -> np.ndarray:
     uncovered[np.ix_(idx, idx)] = False
     drawn[idx] += 1
     rows.append(idx)
-  return np.array(rows, dtype=np.int32)
+  cover = np.array(rows, dtype=np.int32)
+  cover.flags.writeable = False
+  return cover
 
 
 def covers_every_pair(draws: np.ndarray, num_tasks: int) -> bool:
