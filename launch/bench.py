@@ -201,7 +201,8 @@ def collection_figures(ts, rounds: int, map_batch_size: int, sweep: list[int],
 
   def floor(strategy, batch_size=None):
     def fn(stacked, params):
-      losses, jac = lookahead.per_task_gradients(losses_fn, params, jnp.arange(m), m)
+      losses, jac = lookahead.per_task_gradients(losses_fn, params, jnp.arange(m), m,
+                                                 strategy=strategy)
       after = (jax.lax.map(losses_fn, stacked, batch_size=batch_size) if strategy == "map"
                else jax.vmap(losses_fn)(stacked))
       return losses, jac, after

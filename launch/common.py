@@ -39,6 +39,10 @@ _PRINCIPLED_FORM = flags.DEFINE_enum(
     "principled_form", "self_pair", list(pipeline.PRINCIPLED_FORMS),
     "self_pair: Wang et al.'s gain with the self-pair control (needs a number of groups); "
     "marginal: what adding a task's gradient to a target's own step does (natural zero).")
+_COLLECT_STEPS = flags.DEFINE_integer(
+    "collect_steps", None, "Steps of the collection run (the all-task training the gains are "
+    "measured on); unset: the training steps. Shorter runs measure the early, more informative "
+    "steps (docs/results.md, Many tasks).")
 _COLLECT_EVERY = flags.DEFINE_integer("collect_every", 1, "Collect gains every k training steps "
                                       "(lazy collection).")
 _SAMPLE_TASKS = flags.DEFINE_integer("sample_tasks", None, "Draw this many tasks per collected "
@@ -110,7 +114,7 @@ _INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "With --dist
 _GROUPING_TIME_LIMIT = flags.DEFINE_float(
     "grouping_time_limit", None, "Seconds each grouping MIP may take (column generation "
     "included); groups.json then carries the gap it reached. Unset: the solver's own limits "
-    "(column generation stops after 60 s).")
+    "(column generation stops after 60 s, and each CBC solve over its columns after 60 s).")
 _EVAL_SEEDS = flags.DEFINE_integer("eval_seeds", 1, "Train every group network with this many "
                                    "seeds (seed, seed+1, ...) and average.")
 
@@ -155,7 +159,10 @@ def pipeline_config(default_num_groups: int | None, train_steps: int) -> pipelin
     raise UserError(f"--checkpoint_every must be >= 0 (0: no checkpoints), "
                     f"got {_CHECKPOINT_EVERY.value}")
   steps = capped_steps(train_steps)
-  collect = CollectConfig(steps=steps, collect_every=_COLLECT_EVERY.value,
+  if _COLLECT_STEPS.value is not None and _COLLECT_STEPS.value < 1:
+    raise UserError(f"--collect_steps must be >= 1, got {_COLLECT_STEPS.value}")
+  collect_steps = steps if _COLLECT_STEPS.value is None else capped_steps(_COLLECT_STEPS.value)
+  collect = CollectConfig(steps=collect_steps, collect_every=_COLLECT_EVERY.value,
                           sample_tasks=_SAMPLE_TASKS.value, sample_bias=_SAMPLE_BIAS.value,
                           min_pair_count=_MIN_PAIR_COUNT.value,
                           max_lookaheads=_MAX_LOOKAHEADS.value, lookahead=_LOOKAHEAD.value,

@@ -7,7 +7,8 @@ means no mesh. Each run writes its usual files under ``WORKDIR/<mesh>``, plus
 ``devices.json``: for each function that waited on a multi-device result
 (tgroup.mesh.settle), the numbers of devices its results lived on, so the test
 can tell a mesh that was used from one that was silently ignored. Then
-``WORKDIR/memory.json``: per-device bytes (launch.bench_mesh) on a wide model.
+``WORKDIR/memory.json``: per-device bytes (launch.bench_mesh) on a wide model (a long batch
+for data sharding).
 """
 import collections
 import json
@@ -47,6 +48,9 @@ def main(workdir: str, meshes: list[str]) -> None:
       json.dump({k: sorted(v) for k, v in seen.items()}, f)
   mesh_lib.settle = settle
   wide = synthetic.synthetic(3, 3, trunk_width=256)
+  # Data sharding splits a batch's activations: measured where they dominate (backward
+  # rows go one at a time under map, so at batch 256 the weights' Jacobian does).
+  long_batch = synthetic.synthetic(3, 3, batch_size=4096)
   memory = {}
   for n in (1, 8):
     memory[f"train_networks{n}"] = bench_mesh.train_chunk_bytes(
@@ -54,7 +58,7 @@ def main(workdir: str, meshes: list[str]) -> None:
     memory[f"collect_vmap_combos{n}"] = bench_mesh.collect_step_bytes(
         wide, mesh_lib.MeshSpec(combos=n), strategy="vmap")
     memory[f"collect_map_data{n}"] = bench_mesh.collect_step_bytes(
-        wide, mesh_lib.MeshSpec(data=n), strategy="map")
+        long_batch, mesh_lib.MeshSpec(data=n), strategy="map")
   with open(os.path.join(workdir, "memory.json"), "w") as f:
     json.dump(memory, f)
 

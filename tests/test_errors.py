@@ -126,6 +126,7 @@ CASES = [
     _syn("zero_max_steps", ("--max_steps=0",), "--max_steps", "0"),
     _syn("negative_seed", ("--seed=-1",), "--seed", "-1"),
     _syn("zero_collect_every", ("--collect_every=0",), "collect_every"),
+    _syn("zero_collect_steps", ("--collect_steps=0",), "--collect_steps must be >= 1"),
     _syn("sample_tasks_above_tasks", ("--sample_tasks=5",), "sample_tasks", "4 tasks"),
     _syn("pair_count_out_of_reach", ("--sample_tasks=2", "--sample_bias=pairs",
                                      "--min_pair_count=50"),

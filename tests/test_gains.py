@@ -140,6 +140,20 @@ def test_collection_never_changes_the_training_state(tiny):
   chex.assert_trees_all_equal(state, plain)
 
 
+@pytest.mark.parametrize("strategy,chunk", [("map", None), ("map", 2), ("vmap", None),
+                                            ("vmap", 2)])
+def test_per_task_gradients_in_chunks_are_the_jacobian_rows(tiny, strategy, chunk):
+  params = tiny.init_params(jax.random.key(0))
+  batch = next(tiny.train.train_batches(tiny.batch_size, seed=0))
+  losses_fn = lambda p: tiny.task_losses(p, batch)
+  idx = jnp.array([0, 2, 3])
+  losses, jac = lookahead.per_task_gradients(losses_fn, params, idx, tiny.num_tasks,
+                                             strategy=strategy, chunk=chunk)
+  rows = jax.tree.map(lambda j: j[idx], jax.jacrev(losses_fn)(params))
+  chex.assert_trees_all_close(jac, rows, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(losses, losses_fn(params), rtol=1e-6)
+
+
 @pytest.mark.parametrize("strategy", ["map", "vmap"])
 def test_collect_step_traces_once(tiny, strategy):
   """No recompilation across steps, batches, draws and accumulated states."""

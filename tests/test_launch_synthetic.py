@@ -75,6 +75,16 @@ def test_rerun_reuses_saved_results(tiny_run):
   assert drop_time(first) == drop_time(second)
 
 
+def test_collect_steps_sets_the_collection_run_only(tmp_path):
+  wd = str(tmp_path / "run")
+  proc = launch(f"--workdir={wd}", *TINY, "--methods=principled", "--collect_steps=12")
+  assert proc.returncode == 0, proc.stderr
+  gains = json.load(open(os.path.join(wd, "gains.json")))
+  assert gains["settings"]["steps"] == 12 and gains["counts"] == [[12] * 4] * 4
+  report = json.load(open(os.path.join(wd, "report.json")))
+  assert report["settings"]["train_steps"] == 30  # the group networks keep --max_steps
+
+
 def test_infeasible_constraints_leave_earlier_results_intact(tiny_run):
   wd = tiny_run
   before = {f: open(os.path.join(wd, f)).read() for f in ("groups.json", "report.json")}

@@ -65,7 +65,8 @@ def test_every_mesh_gives_the_single_device_results(tmp_path):
   assert not wrong, "\n".join(wrong)
 
   # Sharding divides per-device memory (compiled memory analysis, launch.bench_mesh, on a
-  # model whose weights dominate): else a mesh could be "used" and still replicate everything.
+  # model whose weights dominate, and for data on a long batch): else a mesh could be
+  # "used" and still replicate everything.
   fig = json.loads((tmp_path / "memory.json").read_text())
   ratio = lambda name: fig[f"{name}8"] / fig[f"{name}1"]
   assert ratio("train_networks") < 0.2       # 8 networks over 8 devices: ≈ 1/8 each

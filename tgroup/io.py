@@ -54,7 +54,7 @@ def read_json(path: str) -> Any:
     ...
     tgroup.errors.UserError: ...cut.json:2: not valid JSON (Expecting value)
   """
-  return _parse_json(path, _read_text(path))
+  return _parse_json(path, read_text(path))
 
 
 def read_json_located(path: str) -> tuple[Any, Callable[[Sequence[str | int]], str]]:
@@ -73,12 +73,13 @@ def read_json_located(path: str) -> tuple[Any, Callable[[Sequence[str | int]], s
     >>> where(("gains", 1)).endswith("g.json:3"), where(("counts",)).endswith("g.json:1")
     (True, True)
   """
-  text = _read_text(path)
+  text = read_text(path)
   obj = _parse_json(path, text)
   return obj, lambda keys: f"{path}:{json_line(text, keys)}"
 
 
-def _read_text(path: str) -> str:
+def read_text(path: str) -> str:
+  """A UTF-8 text file's contents, or a UserError naming the path and what is wrong."""
   try:
     with open(path, "rb") as f:
       data = f.read()

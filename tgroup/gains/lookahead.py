@@ -26,8 +26,8 @@ Two measures need no lookahead, only the Gram matrix of the per-task gradients:
 
 Combinations run under ``lax.map`` (CPU: vmap copies the weights once per
 combination) or ``vmap`` (accelerators), chosen by ``strategy``, in chunks of
-bounded size either way (:func:`map_rows`), so a step's memory does not grow with
-m² × parameters.
+bounded size either way (:mod:`tgroup.gains.rows`), so a step's memory does not
+grow with m² × parameters; so do the Jacobian's backward passes.
 
 Step 2 has two paths (``lookahead``): ``general`` calls ``optimizer.update`` per
 combination; ``shared`` (:mod:`tgroup.gains.shared_work`), for optimizers whose
@@ -40,13 +40,14 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 import numpy as np
 import optax
 
 from tgroup.gains import combinations
 from tgroup.gains import schedule
 from tgroup.gains import shared_work
+from tgroup.gains.rows import backward_rows, map_rows
 
 
 class GainSums(NamedTuple):
@@ -129,38 +130,6 @@ def vmap_chunk(per_row: int, rows: int) -> int:
   return int(max(1, min(rows, VMAP_CHUNK_BYTES // max(per_row, 1))))
 
 
-def map_rows(one: Callable[[Any], jax.Array], rows, *, strategy: str, chunk: int | None,
-             mesh: Mesh | None = None) -> jax.Array:
-  """``one`` over ``rows`` (a pytree of arrays with a leading axis of k rows), ``chunk``
-  rows at a time (vmapped chunks).
-
-  ``map`` with ``chunk`` None: one row at a time; ``vmap`` with ``chunk`` None
-  or at least the rows: all at once. With ``mesh``, the rows are split over its
-  ``combos`` axis first: each device maps its share.
-  """
-  def run(r):
-    if strategy == "vmap" and (chunk is None or chunk >= jax.tree.leaves(r)[0].shape[0]):
-      return jax.vmap(one)(r)
-    return jax.lax.map(one, r, batch_size=chunk)
-
-  rows = jax.tree.map(jnp.asarray, rows)
-  shares = 1 if mesh is None else mesh.shape["combos"]
-  if shares == 1:
-    return run(rows)
-  # One block of rows per device of the combos axis; padding rows (zeros: a zero
-  # step) are stepped and dropped.
-  k = jax.tree.leaves(rows)[0].shape[0]
-  per = -(-k // shares)
-
-  def block(x):
-    padded = jnp.zeros((shares * per,) + x.shape[1:], x.dtype).at[:k].set(x)
-    return jax.lax.with_sharding_constraint(padded.reshape((shares, per) + x.shape[1:]),
-                                            NamedSharding(mesh, P("combos")))
-
-  out = jax.vmap(run)(jax.tree.map(block, rows))
-  return out.reshape((shares * per,) + out.shape[2:])[:k]
-
-
 def draw_tasks(key: jax.Array, draws: jax.Array, s: int, bias: str,
                cover: np.ndarray | None = None) -> jax.Array:
   """``s`` distinct task indices, sorted.
@@ -204,7 +173,7 @@ def lookahead_losses(losses_fn: Callable[[Any], jax.Array], optimizer: optax.Gra
     step_mask: optional pytree of Python bools; False leaves keep their value
       (TAG steps only the shared trunk).
     strategy: ``map`` (``lax.map``) or ``vmap``.
-    map_batch_size: combinations per chunk (see :func:`map_rows`).
+    map_batch_size: combinations per chunk (see :func:`tgroup.gains.rows.map_rows`).
     mesh: split the rows over its ``combos`` axis: each device steps and
       evaluates its share.
 
@@ -221,11 +190,13 @@ def lookahead_losses(losses_fn: Callable[[Any], jax.Array], optimizer: optax.Gra
   return map_rows(one, weights, strategy=strategy, chunk=map_batch_size, mesh=mesh)
 
 
-def per_task_gradients(losses_fn, params, task_idx: jax.Array, num_tasks: int):
-  """Losses ``(m,)`` and the Jacobian rows of tasks ``task_idx``: one forward pass."""
+def per_task_gradients(losses_fn, params, task_idx: jax.Array, num_tasks: int, *,
+                       strategy: str = "map", chunk: int | None = None):
+  """Losses ``(m,)`` and the Jacobian rows of tasks ``task_idx``: one forward pass and
+  one backward pass per row (see :func:`backward_rows`)."""
   losses, vjp = jax.vjp(losses_fn, params)
   cotangents = jax.nn.one_hot(task_idx, num_tasks, dtype=losses.dtype)
-  (jac,) = jax.vmap(vjp)(cotangents)
+  (jac,) = backward_rows(vjp, cotangents, strategy=strategy, chunk=chunk)
   return losses, jac
 
 
@@ -330,21 +301,28 @@ def make_collect_step(taskset, measures, *, sample_tasks: int | None = None,
     idx = draw_tasks(draw_key, cstate.draws, s, sample_bias, cover)
     losses_fn = lambda p: taskset.task_losses(p, batch)
     chunk = map_batch_size
+    # Backward rows under map: one at a time; under vmap: as many as the bytes allow.
+    jac_chunk = None
     if strategy == "vmap" and chunk is None:
-      chunk = vmap_chunk(row_bytes(losses_fn, params, opt_state),
-                         max(len(lay.full_weights), len(lay.shared_weights)))
+      per_row = row_bytes(losses_fn, params, opt_state)
+      chunk = vmap_chunk(per_row, max(len(lay.full_weights), len(lay.shared_weights)))
+      jac_chunk = vmap_chunk(per_row, s)
+    elif strategy == "vmap":
+      jac_chunk = chunk
     if plan.path == "shared":
       choices = shared_work.choose_layers(
           shared_work.find_layers(taskset.task_losses, params, batch), s, plan.uniform,
           shared_layers)
-      base = shared_work.base_pass(losses_fn, params, idx, m, choices)
+      base = shared_work.base_pass(losses_fn, params, idx, m, choices, strategy=strategy,
+                                     chunk=jac_chunk)
       losses, jac = base.losses, base.jac
       row_fn = lambda mask: shared_work.make_row_fn(losses_fn, optimizer, params, opt_state,
                                                     base, choices, step_mask=mask)
       run = lambda w, mask: map_rows(row_fn(mask), shared_work.combination_rows(w),
                                      strategy=strategy, chunk=chunk, mesh=mesh) / losses
     else:
-      losses, jac = per_task_gradients(losses_fn, params, idx, m)
+      losses, jac = per_task_gradients(losses_fn, params, idx, m, strategy=strategy,
+                                       chunk=jac_chunk)
       run = lambda w, mask: lookahead_losses(losses_fn, optimizer, params, opt_state, jac, w,
                                              step_mask=mask, strategy=strategy,
                                              map_batch_size=chunk, mesh=mesh) / losses

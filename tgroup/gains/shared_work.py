@@ -41,6 +41,7 @@ import optax
 
 from tgroup import one_shot
 from tgroup.errors import UserError
+from tgroup.gains.rows import backward_rows
 
 LOOKAHEADS = ("auto", "shared", "general")
 NOT_AFFINE = "optimizer update is not affine in the gradient"
@@ -376,9 +377,11 @@ class Base(NamedTuple):
 
 
 def base_pass(losses_fn, params, task_idx: jax.Array, num_tasks: int,
-              choices: list[Choice]) -> Base:
+              choices: list[Choice], *, strategy: str = "map", chunk: int | None = None
+              ) -> Base:
   """Losses, the Jacobian rows of ``task_idx``, and the shared layers' inputs and
-  output gradients: one forward pass, s backward passes (vmapped)."""
+  output gradients: one forward pass, s backward passes (in chunks, as
+  :func:`tgroup.gains.rows.backward_rows`)."""
   zeros = {c.layer.name: jnp.zeros(c.layer.out.shape, c.layer.out.dtype) for c in choices}
 
   def fn(p, perturbation):
@@ -389,7 +392,7 @@ def base_pass(losses_fn, params, task_idx: jax.Array, num_tasks: int,
 
   losses, vjp, inputs = jax.vjp(fn, params, zeros, has_aux=True)
   cotangents = jax.nn.one_hot(task_idx, num_tasks, dtype=losses.dtype)
-  jac, deltas = jax.vmap(vjp)(cotangents)
+  jac, deltas = backward_rows(vjp, cotangents, strategy=strategy, chunk=chunk)
   return Base(losses, jac, inputs, deltas)
 
 

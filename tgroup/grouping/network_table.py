@@ -91,21 +91,32 @@ def _checked_losses(source: str, networks, losses, m: int) -> np.ndarray:
   return losses
 
 
-def _parse_loss(source: str, lineno: int, column: int, cell: str) -> float:
+def shown(text: str) -> str:
+  """A cell as an error message shows it: quoted, long ones cut."""
+  return repr(text if len(text) <= 30 else text[:27] + "...")
+
+
+def parse_cell(source: str, lineno: int, column: int, cell: str, what: str) -> float:
+  """A table cell as a finite float, or a UserError naming file, line and column."""
   text = cell.strip()
   where = f"{source}:{lineno}: column {column + 1} (task {column})"
-  shown = repr(text if len(text) <= 30 else text[:27] + "...")
   try:
-    # float() also reads "1_000"; a loss table never means that.
+    # float() also reads "1_000"; a results table never means that.
     if "_" in text:
       raise ValueError(text)
     value = float(text)
   except ValueError:
-    raise UserError(f"{where}: {shown} is not a number") from None
+    raise UserError(f"{where}: {shown(text)} is not a number") from None
   if not math.isfinite(value):
-    raise UserError(f"{where}: loss {shown} is not finite")
+    raise UserError(f"{where}: {what}{shown(text)} is not finite")
+  return value
+
+
+def _parse_loss(source: str, lineno: int, column: int, cell: str) -> float:
+  value = parse_cell(source, lineno, column, cell, "loss ")
   if value < 0:
-    raise UserError(f"{where}: loss {shown} is negative")
+    raise UserError(f"{source}:{lineno}: column {column + 1} (task {column}): loss "
+                    f"{shown(cell.strip())} is negative")
   return value
 
 

@@ -129,9 +129,10 @@ def solve_grouping(tasks: Sequence[str], gains, objective: str = "principled",
     max_candidates: the most candidate groups to enumerate exhaustively.
     time_limit_s: the wall-clock limit of the solve: CBC's over all candidates;
       over generated ones, of column generation, its bound and CBC together (it
-      stops pricing early and reports the gap reached). None: CBC is not limited,
-      and column generation stops after
-      :data:`~tgroup.grouping.colgen.DEFAULT_COLGEN_S` seconds.
+      stops pricing early and reports the gap reached). None: CBC over all
+      candidates is not limited; column generation stops after
+      :data:`~tgroup.grouping.colgen.DEFAULT_COLGEN_S` seconds and each CBC solve
+      over its columns after :data:`~tgroup.grouping.colgen.DEFAULT_CBC_S`.
     seed: seeds the random part of column generation.
     budget: network costs and limits on them (see
       :class:`~tgroup.grouping.budget.Budget`): a total over the chosen
