@@ -68,7 +68,8 @@ OTHER_VALUE = {
     ("launch.celeba", "tasks"): "Male,Smiling",
 }
 LINKS = {"launch.synthetic": ("c0_t0", "c0_t1"), "launch.digits": ("gt3", "gt4"),
-         "launch.qm9": ("mu", "alpha"), "launch.celeba": ("Male", "Smiling")}
+         "launch.qm9": ("mu", "alpha"), "launch.celeba": ("Male", "Smiling"),
+         "launch.ett": ("HUFL", "MUFL")}
 
 # Runs in a fresh process per launcher (absl flags are process-wide): parses every
 # variant, builds the TaskSet and settings with the launcher's own build(), prints
@@ -139,16 +140,25 @@ def _other_value(module: str, name: str, parser: str, default, enum_values) -> s
                        "OTHER_VALUE")
 
 
-LAUNCHERS = ["launch.synthetic", "launch.digits", "launch.qm9", "launch.celeba"]
+LAUNCHERS = ["launch.synthetic", "launch.digits", "launch.qm9", "launch.celeba", "launch.ett"]
 _SPECIAL = {"help", "helpshort", "helpfull", "helpxml", "flagfile", "undefok", "only_check_args",
             "?"}
 
 
 @pytest.mark.parametrize("module", LAUNCHERS)
-def test_every_flag_that_changes_results_changes_the_identity(module):
+def test_every_flag_that_changes_results_changes_the_identity(module, tmp_path, monkeypatch):
   base = ["--workdir=/tmp/base"]
   if module == "launch.celeba":
     base.append("--data_dir=/tmp/no_data")  # the stub factory never reads it
+  if module == "launch.ett":  # writes its generated CSV into the workdir; --data must exist
+    from tgroup.benchmarks import ett  # pylint: disable=g-import-not-at-top
+    # The hourly variant: a quarter of the 15-minute file's rows to generate per variant.
+    base = [f"--workdir={tmp_path / 'base'}", "--variant=h"]
+    monkeypatch.setitem(OTHER_VALUE, ("launch.ett", "variant"), "m")
+    monkeypatch.setitem(OTHER_VALUE, ("launch.ett", "window_stride"), "3")  # h's default: 2
+    monkeypatch.setitem(OTHER_VALUE, ("launch.ett", "workdir"), str(tmp_path / "elsewhere"))
+    monkeypatch.setitem(OTHER_VALUE, ("launch.ett", "data"),
+                        ett.generate_csv(str(tmp_path / "other.csv"), "h", seed=1))
   known = {k: v for k, v in _flags_of(module).items() if k not in _SPECIAL}
   assert {"num_groups", "methods", "seed", "max_steps", "quiet"} <= set(known)
   variants = {"base": base}
