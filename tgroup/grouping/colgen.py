@@ -605,10 +605,12 @@ def solve_by_columns(tasks: Sequence[str], gains: np.ndarray, objective: str,
              "converged %s, proved %s)", bound, time.monotonic() - start, lagrangian,
              positive.sum(), {k: round(v, 4) for k, v in upper.items() if v > 0},
              converged, proved)
+  def cbc_seconds():
+    return DEFAULT_CBC_S if time_limit_s is None else max(1.0, end - time.monotonic())
+
   def solve_pool():
     problem = _selection_problem(space, master.block_rows, num_groups, max_groups)
-    left = DEFAULT_CBC_S if time_limit_s is None else max(1.0, end - time.monotonic())
-    return problem, problem.solve(left)
+    return problem, problem.solve(cbc_seconds())
 
   problem, found = solve_pool()
   _log.debug("IP %s after %.2f s", None if found is None else found.objective,
@@ -621,8 +623,7 @@ def solve_by_columns(tasks: Sequence[str], gains: np.ndarray, objective: str,
   elif found is None:
     # The LP is feasible but no integer selection of the columns is: look for a
     # partition directly (one is also a cover).
-    left = DEFAULT_CBC_S if time_limit_s is None else max(1.0, end - time.monotonic())
-    rows, none = _feasible_partition(space, num_groups, max_groups, left)
+    rows, none = _feasible_partition(space, num_groups, max_groups, cbc_seconds())
     if rows is not None:
       master.add(rows, to_lp=False)
       problem, found = solve_pool()

@@ -17,6 +17,7 @@ import operator
 
 import numpy as np
 
+from tgroup import io
 from tgroup.errors import UserError
 
 HALF_COST = 0.5
@@ -227,16 +228,4 @@ def read_table(path: str) -> NetworkTable:
     ...
     tgroup.errors.UserError: ...pairs.tsv.missing: no such file
   """
-  try:
-    with open(path, "rb") as f:
-      data = f.read()
-  except FileNotFoundError:
-    raise UserError(f"{path}: no such file") from None
-  except OSError as e:
-    raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
-  try:
-    text = data.decode("utf-8")
-  except UnicodeDecodeError as e:
-    lineno = data[:e.start].count(b"\n") + 1
-    raise UserError(f"{path}:{lineno}: not UTF-8 text") from None
-  return parse_table(text, source=str(path))
+  return parse_table(io.read_text(path), source=str(path))
