@@ -2,6 +2,7 @@ r"""One Markdown row per finished workdir: groups found, totals, and (with groun
 how cleanly the gains separate the planted groups.
 
   python -m launch.summarize --workdirs=runs/s0,runs/s1 [--method=principled]
+  python -m launch.summarize --workdirs=runs/s0 --per_task   # each task under each method
 
 Columns: the method's groups match the ground truth; its total test loss next to
 STL's and MTL-all's; and ``separation``, the smallest over target tasks j of
@@ -21,6 +22,9 @@ from tgroup.gains import Gains
 
 _WORKDIRS = flags.DEFINE_list("workdirs", [], "Workdirs written by a launcher.")
 _METHOD = flags.DEFINE_string("method", "principled", "Method whose groups are summarised.")
+_PER_TASK = flags.DEFINE_bool("per_task", False, "Instead: per workdir, one row per task, one "
+                              "column per method, each cell the task's test loss / metric on "
+                              "the network that serves it.")
 _REGRET = flags.DEFINE_bool("regret", False, "Instead: one row per workdir, one column per "
                             "method, each cell its regret against the oracle (runs with "
                             "oracle), marked * where its groups equal the ground truth.")
@@ -100,6 +104,24 @@ def regret_rows(workdirs: list[str]) -> list[str]:
   return lines
 
 
+def per_task_rows(workdir: str) -> list[str]:
+  """A Markdown table of every task's test loss / metric under every method of a run."""
+  report = read_report(workdir)
+  methods = report["methods"]
+  tasks = list(report.get("tasks") or next(iter(methods.values()))["per_task"])
+  head = f"| task: test loss / {report.get('metric', 'metric')} | "
+  lines = [head + " | ".join(methods) + " |",
+           "|---|" + "---|" * len(methods)]
+  for task in tasks:
+    cells = []
+    for entry in methods.values():
+      v = (entry.get("per_task") or {}).get(task)
+      cells.append("n/a" if v is None else
+                   f"{_number(v.get('test_loss'), '.4f')} / {_number(v.get('test_metric'), '.4f')}")
+    lines.append(f"| {task} | " + " | ".join(cells) + " |")
+  return lines
+
+
 def main(argv):
   del argv
   if not _WORKDIRS.value:
@@ -108,6 +130,10 @@ def main(argv):
     raise UserError(f"--workdirs has an empty entry: {','.join(_WORKDIRS.value)!r}")
   if _REGRET.value:
     print("\n".join(regret_rows(_WORKDIRS.value)))
+    return
+  if _PER_TASK.value:
+    tables = [per_task_rows(wd) for wd in _WORKDIRS.value]  # every error before any output
+    print("\n\n".join(f"{wd}\n\n" + "\n".join(t) for wd, t in zip(_WORKDIRS.value, tables)))
     return
   rows = [row(wd, _METHOD.value) for wd in _WORKDIRS.value]  # every error before any output
   print(f"| workdir | {_METHOD.value} groups | = ground truth | total test loss | STL | "

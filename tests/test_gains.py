@@ -41,6 +41,8 @@ def reference_collection(taskset, config):
   counts = {k: np.zeros((m, m), int) for k in config.measures}
   batches = taskset.train.train_batches(taskset.batch_size, seed=config.seed)
   losses_of = lambda p, b: np.asarray(taskset.task_losses(p, b), np.float64)
+  if taskset.lookahead_losses is not None:  # lookaheads scored on a fixed scorer
+    losses_of = lambda p, b: np.asarray(taskset.lookahead_losses(p), np.float64)
   is_shared = taskset.shared_mask(params)
 
   def step_with(grad, shared_only):
@@ -115,6 +117,38 @@ def test_collection_matches_reference(opt_name, every, sample, bias, strategy):
     np.testing.assert_allclose(gains[name].gains, want, rtol=1e-5, atol=1e-12, err_msg=name)
     assert np.abs(want).max() > 1e-4, "gains too small to make the comparison meaningful"
   chex.assert_trees_all_close(state.params, ref_params, rtol=1e-10)
+
+
+@pytest.mark.parametrize("opt_name,sample", [("adam", 3)])
+def test_lookaheads_scored_on_the_tasksets_scorer_match_reference(opt_name, sample):
+  """``TaskSet.lookahead_losses``: steps follow the batch's gradients, gains the scorer."""
+  measures = ("principled", "principled_marginal", "tag", "cosine")
+  with jax.enable_x64(True):
+    ts = dataclasses.replace(tiny_synthetic(2, 2, dtype=np.float64, batch_size=16),
+                             optimizer=OPTIMIZERS[opt_name]())
+    held_out = next(ts.val.eval_batches(8))
+    scorer = lambda p: ts.task_losses(p, held_out)
+    scored = dataclasses.replace(ts, lookahead_losses=scorer)
+    config = CollectConfig(measures=measures, steps=4, sample_tasks=sample, quiet=True)
+    gains, _, _ = run_collection(scored, config)
+    expected, _ = reference_collection(scored, config)
+    plain, _, _ = run_collection(ts, config)
+  for name in measures:
+    np.testing.assert_allclose(gains[name].gains, expected[name][0], rtol=1e-5, atol=1e-12,
+                               err_msg=name)
+  # The scorer is what the gains read: on another batch they differ (cosine reads no score).
+  for name in ("principled", "principled_marginal", "tag"):
+    assert np.abs(gains[name].gains - plain[name].gains).max() > 1e-4, name
+  np.testing.assert_allclose(gains["cosine"].gains, plain["cosine"].gains, rtol=1e-10)
+
+
+def test_a_scorer_refuses_what_expands_the_training_loss(tiny):
+  scored = dataclasses.replace(tiny, lookahead_losses=lambda p: jnp.ones(tiny.num_tasks))
+  with pytest.raises(UserError, match="first_order measure .* lookahead_losses"):
+    collect_gains(scored, CollectConfig(measures=("first_order",), steps=1, quiet=True))
+  with pytest.raises(UserError, match="lookahead=shared needs"):
+    collect_gains(scored, CollectConfig(measures=("principled",), steps=1, lookahead="shared",
+                                        quiet=True))
 
 
 def test_float32_collection_matches_reference():

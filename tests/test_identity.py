@@ -49,6 +49,8 @@ UNCHANGED = {
     "data_dir": "where the data are read from",
     "prepare_from": "a separate mode that prepares the data and exits",
     "workers": "decoding threads", "cache": "whether decoded images stay in memory",
+    # Routing: how many processes solve the reference instances.
+    "reference_workers": "solver processes; the references are the same",
 }
 
 # A valid other value for flags whose type says too little.
@@ -66,15 +68,18 @@ OTHER_VALUE = {
     ("launch.digits", "tasks"): "gt3,gt4,even",
     ("launch.qm9", "tasks"): "mu,alpha,U0",
     ("launch.celeba", "tasks"): "Male,Smiling",
+    ("launch.cop", "tasks"): "TSP20,CVRP20,OP20",
+    ("launch.cop", "starts"): "4",  # at most the smallest task's 20 nodes
 }
 LINKS = {"launch.synthetic": ("c0_t0", "c0_t1"), "launch.digits": ("gt3", "gt4"),
          "launch.qm9": ("mu", "alpha"), "launch.celeba": ("Male", "Smiling"),
-         "launch.ett": ("HUFL", "MUFL")}
+         "launch.ett": ("HUFL", "MUFL"), "launch.cop": ("TSP20", "TSP50")}
 
 # Runs in a fresh process per launcher (absl flags are process-wide): parses every
 # variant, builds the TaskSet and settings with the launcher's own build(), prints
-# the identities. QM9 and CelebA factories are replaced by their definitions alone,
-# so no data are loaded: only what the flags put into the identity is under test.
+# the identities. QM9, CelebA and routing factories are replaced by their definitions
+# alone, so no data are loaded and no reference is solved: only what the flags put into
+# the identity is under test.
 _PROBE = textwrap.dedent("""
     import importlib, json, sys, types
     from absl import flags
@@ -82,14 +87,16 @@ _PROBE = textwrap.dedent("""
 
     module, variants = sys.argv[1], json.loads(sys.argv[2])
     launcher = importlib.import_module(module)
-    if module in ("launch.qm9", "launch.celeba"):
-      bench = importlib.import_module("tgroup.benchmarks." + module.split(".")[1])
-      factory = getattr(bench, module.split(".")[1])
+    if module in ("launch.qm9", "launch.celeba", "launch.cop"):
+      name = module.split(".")[1]
+      bench = importlib.import_module("tgroup.benchmarks." + name
+                                      + (".benchmark" if name == "cop" else ""))
+      factory = getattr(bench, name)
       def stub(*args, **kwargs):
         definition = factory.definition(*args, **kwargs)
         return types.SimpleNamespace(definition=definition, train_steps=100,
                                      tasks=tuple(definition["arguments"]["tasks"]))
-      setattr(bench, module.split(".")[1], stub)
+      setattr(bench, name, stub)
     out = {}
     for name, argv in variants.items():
       flags.FLAGS.unparse_flags()
@@ -140,7 +147,8 @@ def _other_value(module: str, name: str, parser: str, default, enum_values) -> s
                        "OTHER_VALUE")
 
 
-LAUNCHERS = ["launch.synthetic", "launch.digits", "launch.qm9", "launch.celeba", "launch.ett"]
+LAUNCHERS = ["launch.synthetic", "launch.digits", "launch.qm9", "launch.celeba", "launch.ett",
+             "launch.cop"]
 _SPECIAL = {"help", "helpshort", "helpfull", "helpxml", "flagfile", "undefok", "only_check_args",
             "?"}
 

@@ -15,3 +15,16 @@ def test_separation_is_the_worst_column_margin_and_skips_uncollected_entries():
   # column c (alone): no own entries collected, skipped.
   assert np.isclose(separation(gains, [["a", "b"], ["c"]]), 0.1)
   assert np.isclose(separation(gains, [["a", "c"], ["b"]]), 0.1 - 0.2)
+
+
+def test_per_task_rows_show_each_tasks_loss_and_metric_under_each_method(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from launch.summarize import per_task_rows  # pylint: disable=g-import-not-at-top
+  entry = lambda loss: {"groups": [["a", "b"]], "total_test_loss": 2 * loss, "delta_m": 0.0,
+                        "per_task": {"a": {"test_loss": loss, "test_metric": 10 * loss},
+                                     "b": {"test_loss": loss + 1, "test_metric": None}}}
+  (tmp_path / "report.json").write_text(json.dumps(
+      {"tasks": ["a", "b"], "metric": "mae", "methods": {"stl": entry(0.5), "mtl_all": entry(1)}}))
+  assert per_task_rows(str(tmp_path)) == [
+      "| task: test loss / mae | stl | mtl_all |", "|---|---|---|",
+      "| a | 0.5000 / 5.0000 | 1.0000 / 10.0000 |", "| b | 1.5000 / n/a | 2.0000 / n/a |"]

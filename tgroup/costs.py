@@ -127,8 +127,9 @@ def measure_network(taskset: TaskSet, num_heads: int, *, batch_size: int = 256,
   if batch_size < 1:
     raise UserError(f"batch_size must be >= 1, got {batch_size}")
   model = network_model(taskset, num_heads, half_size=half_size)
-  sample = np.asarray(next(taskset.train.eval_batches(1)).inputs)
-  x = jax.ShapeDtypeStruct((batch_size, *sample.shape[1:]), jnp.asarray(sample).dtype)
+  sample = jax.tree.map(np.asarray, next(taskset.train.eval_batches(1)).inputs)
+  x = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch_size, *a.shape[1:]),
+                                                  jnp.asarray(a).dtype), sample)
   variables = jax.eval_shape(model.init, jax.random.key(0), x)
   leaves = jax.tree.leaves(variables["params"])
   compiled = jax.jit(model.apply).lower(variables, x).compile()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterator, NamedTuple
 
+import jax
 import numpy as np
 
 
@@ -57,9 +58,25 @@ def shuffled_batch_indices(n: int, batch_size: int, seed: int,
     offset = 0
 
 
+def _num_rows(tree) -> int:
+  """Rows of the first array of a pytree (an array is a pytree of one array)."""
+  leaves = jax.tree.leaves(tree)
+  if not leaves:
+    raise ValueError("inputs hold no arrays")
+  return len(leaves[0])
+
+
+def _take(tree, idx):
+  """The rows ``idx`` of every array of a pytree."""
+  return jax.tree.map(lambda a: a[idx], tree)
+
+
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
   """Inputs ``(n, ...)`` and labels ``(n, ..., m)`` held in memory.
+
+  Inputs may be a pytree of such arrays (e.g. a dict of instances of several
+  problems, as the routing benchmark's), every leaf with the same ``n`` rows.
 
   Examples:
     >>> ds = ArrayDataset(np.zeros((10, 3)), np.zeros((10, 2)))
@@ -72,11 +89,14 @@ class ArrayDataset:
   labels: np.ndarray
 
   def __post_init__(self):
-    if len(self.inputs) != len(self.labels):
-      raise ValueError(f"{len(self.inputs)} inputs but {len(self.labels)} labels")
+    rows = {len(leaf) for leaf in jax.tree.leaves(self.inputs)}
+    if len(rows) > 1:
+      raise ValueError(f"the inputs' arrays have different numbers of rows: {sorted(rows)}")
+    if _num_rows(self.inputs) != len(self.labels):
+      raise ValueError(f"{_num_rows(self.inputs)} inputs but {len(self.labels)} labels")
 
   def __len__(self) -> int:
-    return len(self.inputs)
+    return _num_rows(self.inputs)
 
   @property
   def num_tasks(self) -> int:
@@ -104,7 +124,7 @@ class ArrayDataset:
     rows = slice(None) if rows is None else rows
     ones = np.ones(batch_size, np.float32)[rows]
     for idx in shuffled_batch_indices(n, batch_size, seed, start):
-      yield Batch(self.inputs[idx[rows]], self.labels[idx[rows]], ones)
+      yield Batch(_take(self.inputs, idx[rows]), self.labels[idx[rows]], ones)
 
   def eval_batches(self, batch_size: int, rows: slice | None = None) -> Iterator[Batch]:
     """One ordered pass; the last batch is padded to ``batch_size`` (weights 0).
@@ -122,4 +142,4 @@ class ArrayDataset:
       idx = np.arange(start, start + batch_size)[rows]
       weights = (idx < n).astype(np.float32)
       idx = np.minimum(idx, n - 1)  # padding repeats the last sample, weight 0
-      yield Batch(self.inputs[idx], self.labels[idx], weights)
+      yield Batch(_take(self.inputs, idx), self.labels[idx], weights)

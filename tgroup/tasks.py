@@ -82,6 +82,13 @@ class TaskSet:
     shared_mask: ``params -> pytree of bool``, True where a parameter is shared.
     ground_truth_groups: planted groups (synthetic benchmarks only).
     description: one line for reports.
+    lookahead_losses: optional ``params -> (m,)`` positive task losses that
+      lookahead steps are scored on, instead of the training loss on the step's
+      batch: gains become ``1 − L_j(θ⁺)/L_j(θ)`` of this function while the steps
+      themselves still follow the training loss's gradients. For problems whose
+      training loss is a noisy estimator (REINFORCE) and whose objective is not
+      differentiable (the routing benchmark scores greedy rollouts on a fixed
+      validation set, :mod:`tgroup.benchmarks.cop`). None: the training loss.
 
   Examples:
     >>> import numpy as np
@@ -114,6 +121,7 @@ class TaskSet:
   shared_mask: Callable[[Any], Any] = models.trunk_mask
   ground_truth_groups: tuple[tuple[str, ...], ...] | None = None
   description: str = ""
+  lookahead_losses: Callable[[Any], jax.Array] | None = None
 
   # The call that built this TaskSet (tgroup.identity.records_definition), or None.
   # Not an __init__ argument, so dataclasses.replace drops it: a modified copy
@@ -187,7 +195,7 @@ class TaskSet:
         that initialise once and never train, such as the landscape measure.
         Equal to the default within float32 rounding, not bitwise.
     """
-    inputs = jnp.asarray(next(self.train.eval_batches(1)).inputs)
+    inputs = jax.tree.map(jnp.asarray, next(self.train.eval_batches(1)).inputs)
     try:
       hash(self.model)
     except TypeError:
@@ -245,7 +253,7 @@ def _check_shapes(ts: TaskSet) -> None:
   batch = next(iter(ts.train.eval_batches(b)))
   _check_label_shape(ts.tasks, f"labels of a {b}-sample training batch", np.shape(batch.labels),
                      "batch")
-  inputs = np.asarray(batch.inputs)
+  inputs = jax.tree.map(np.asarray, batch.inputs)
   # The key is made inside the trace: a concrete one would compile a program.
   variables = jax.eval_shape(lambda x: ts.model.init(jax.random.key(0), x), inputs)
   # "intermediates" holds values a module sows for inspection, not state.

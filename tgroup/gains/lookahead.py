@@ -8,7 +8,10 @@ Per step and batch B, with the current parameters θ and optimizer state o:
    ``optimizer.update`` from o, giving θ⁺, and one forward pass gives L(θ⁺) for
    every task; the new optimizer state is dropped, so the training state never
    changes;
-3. the ratios L(θ⁺)/L(θ) become the gains of each requested measure (docs/design.md §2):
+3. the ratios L(θ⁺)/L(θ) become the gains of each requested measure
+   (docs/design.md §2). L is the training loss on B, or the TaskSet's
+   ``lookahead_losses`` where it has them (a fixed scorer such as a validation
+   objective; the steps still follow the training loss's gradients):
 
    - principled: ``s[i, j] = 1 − L_j(θ⁺_{i,j}) / L_j(θ)``, the diagonal from the
      self-pair {j, j} (a step of the same size made only of j's gradient);
@@ -47,6 +50,7 @@ import optax
 from tgroup.gains import combinations
 from tgroup.gains import schedule
 from tgroup.gains import shared_work
+from tgroup.errors import UserError
 from tgroup.gains.rows import backward_rows, map_rows
 
 
@@ -289,10 +293,20 @@ def make_collect_step(taskset, measures, *, sample_tasks: int | None = None,
   cover = schedule.pair_cover(m, s) if sample_bias == "pairs" and s < m else None
   strategy, map_batch_size = resolve_strategy(strategy, map_batch_size)
   optimizer = taskset.optimizer
+  scorer = taskset.lookahead_losses
+  if scorer is not None and "first_order" in computed:
+    raise UserError("the first_order measure (and principled_estimate=first_order) expands the "
+                    "training loss, but this TaskSet scores lookaheads on its lookahead_losses; "
+                    "use the exact lookahead measures (principled, tag) or cosine")
   if isinstance(lookahead, shared_work.Plan):
     plan = lookahead
   elif lookahead == "auto" and not lay.num_lookaheads:  # cosine, first_order: nothing to probe
     plan = shared_work.Plan("general", "the measures take no lookahead steps")
+  elif scorer is not None:
+    if lookahead == "shared":
+      raise UserError("lookahead=shared needs lookaheads scored on the step's batch, but this "
+                      "TaskSet scores them on its lookahead_losses; use auto or general")
+    plan = shared_work.Plan("general", "lookaheads are scored on the TaskSet's lookahead_losses")
   else:
     plan = shared_work.plan(taskset, lookahead, s)
 
@@ -304,7 +318,7 @@ def make_collect_step(taskset, measures, *, sample_tasks: int | None = None,
     # Backward rows under map: one at a time; under vmap: as many as the bytes allow.
     jac_chunk = None
     if strategy == "vmap" and chunk is None:
-      per_row = row_bytes(losses_fn, params, opt_state)
+      per_row = row_bytes(losses_fn if scorer is None else scorer, params, opt_state)
       chunk = vmap_chunk(per_row, max(len(lay.full_weights), len(lay.shared_weights)))
       jac_chunk = vmap_chunk(per_row, s)
     elif strategy == "vmap":
@@ -323,9 +337,12 @@ def make_collect_step(taskset, measures, *, sample_tasks: int | None = None,
     else:
       losses, jac = per_task_gradients(losses_fn, params, idx, m, strategy=strategy,
                                        chunk=jac_chunk)
-      run = lambda w, mask: lookahead_losses(losses_fn, optimizer, params, opt_state, jac, w,
+      # Steps follow the training loss's gradients; they are scored on the scorer if any.
+      score_fn = losses_fn if scorer is None else scorer
+      before = losses if scorer is None else scorer(params)
+      run = lambda w, mask: lookahead_losses(score_fn, optimizer, params, opt_state, jac, w,
                                              step_mask=mask, strategy=strategy,
-                                             map_batch_size=chunk, mesh=mesh) / losses
+                                             map_batch_size=chunk, mesh=mesh) / before
     ratios_full = run(lay.full_weights, None) if len(lay.full_weights) else None
     shared = taskset.shared_mask(params)
     ratios_shared = run(lay.shared_weights, shared) if len(lay.shared_weights) else None

@@ -168,7 +168,7 @@ def _cached_probe(optimizer, treedef, shapes) -> Plan:
 
 def param_shapes(taskset):
   """The TaskSet's parameter shapes and dtypes (abstract: nothing is initialised)."""
-  inputs = np.asarray(next(iter(taskset.train.eval_batches(1))).inputs)
+  inputs = jax.tree.map(np.asarray, next(iter(taskset.train.eval_batches(1))).inputs)
   return jax.eval_shape(lambda key: taskset.model.init(key, inputs)["params"],
                         jax.random.key(0))
 

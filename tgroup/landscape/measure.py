@@ -278,7 +278,7 @@ def _exact_sum(taskset: TaskSet, params, batch: Batch, paths: set, chunk_size: i
   def per_sample(x, y, w):
     def losses(sub):
       full = _unflatten({**flat, **dict(zip(keys, sub))})
-      preds = taskset.predict(full, x[None])
+      preds = taskset.predict(full, jax.tree.map(lambda a: a[None], x))
       return taskset.sample_losses(preds, y[None])[0] * w
     jac = jax.jacrev(losses)([flat[k] for k in keys])        # leaves (m, *shape)
     return pairwise_l1(jnp.concatenate([j.reshape(j.shape[0], -1) for j in jac], axis=1))
