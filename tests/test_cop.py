@@ -1,12 +1,10 @@
 """The routing benchmark: its TaskSet (data, losses, scores, references) and its launcher."""
-import dataclasses
 import json
 import os
 import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -33,7 +33,6 @@ limit) can be beaten, giving a negative gap.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import zlib
 from typing import Iterator, Sequence
@@ -109,6 +108,12 @@ class GeneratedInstances:
     fixed = self._batch(jax.random.key(self.eval_seed), self.num_eval)
     dataset = data_lib.ArrayDataset(fixed.inputs, fixed.labels)
     return dataset.eval_batches(batch_size, rows)
+
+
+def _progress(total: int, desc: str, quiet: bool):
+  """A ``(done, total)`` callback printing progress lines."""
+  bar = progress.Progress(total, desc, quiet)
+  return lambda done, _: bar.update(done)
 
 
 def fixed_instances(tasks: Sequence[Task], split: str, num: int, seed: int
@@ -233,7 +238,7 @@ def cop(tasks: Sequence[str] = instances_lib.DEFAULT_TASKS, *, cache_dir: str,
         reference.references(
             os.path.join(cache_dir, f"reference_{split}_{t.name}_{instance_seed}.npz"),
             t.problem, inst[t.name], seconds[t], workers=workers,
-            progress=progress.Progress(num, f"{t.name} {split} references", quiet).update)
+            progress=_progress(num, f"{t.name} {split} references", quiet))
         for t in parsed], axis=1).astype(np.float32)
     return data_lib.ArrayDataset(greedy_inputs(inst, num), labels)
 

@@ -38,9 +38,7 @@ import hashlib
 import io as std_io
 import math
 import multiprocessing
-import os
 import sys
-import tempfile
 import time
 import zipfile
 from typing import Any, Callable, Mapping
