@@ -21,22 +21,21 @@ SMALL = dict(num_val=2, num_test=3, reference_seconds_per_node=0.005, dim=16, he
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
-  return benchmark.cop(("TSP6", "CVRP6", "OP6", "KP6"), cache_dir=str(tmp_path_factory.mktemp(
-      "cop")), **SMALL)
+  return benchmark.cop(("CVRP6", "KP6"), cache_dir=str(tmp_path_factory.mktemp("cop")), **SMALL)
 
 
 def test_taskset_losses_and_gaps(small):
   small.check()
   params = small.init_params(jax.random.key(0))
-  train_losses = small.task_losses(params, next(small.train.train_batches(4, seed=0)))
-  assert train_losses.shape == (4,) and np.isfinite(np.asarray(train_losses)).all()
+  train_losses = jax.jit(small.task_losses)(params, next(small.train.train_batches(4, seed=0)))
+  assert train_losses.shape == (2,) and np.isfinite(np.asarray(train_losses)).all()
   test_loss, gap = train.evaluate(small, params, small.test)
   # On greedy (labelled) rows the loss is 1 + gap: the ratio to the reference.
   np.testing.assert_allclose(test_loss, 1 + gap / 100, rtol=1e-5)
   # KP's reference is exact, so no solution beats it; an untrained solver is worse.
-  assert gap[3] >= 0 and np.all(gap > -1e-3) and gap.mean() > 1
-  score = np.asarray(small.lookahead_losses(params))
-  assert score.shape == (4,) and np.all(score > 0)
+  assert gap[1] >= 0 and np.all(gap > -1e-3) and gap.mean() > 1
+  score = np.asarray(jax.jit(small.lookahead_losses)(params))
+  assert score.shape == (2,) and np.all(score > 0)
 
 
 @pytest.mark.slow  # compiles a collection step over four rollouts (~45 s)
