@@ -72,6 +72,9 @@ def test_every_method_is_reported_with_its_regret(full_run):
   assert list(report["methods"]) == list(ALL)
   for name, e in report["methods"].items():
     assert {t for g in e["groups"] for t in g} == set(ts.tasks), name
+    if name in ("stl", "mtl_all"):  # the only partitions with m and 1 groups: no comparison
+      assert e["regret"] is None, name
+      continue
     cover = name in COVERS
     expected = e["total_test_loss"] - oracle_test_total(wd, ts.tasks, len(e["groups"]), cover)
     assert e["regret"] == pytest.approx(expected, abs=1e-9), name
@@ -81,6 +84,22 @@ def test_every_method_is_reported_with_its_regret(full_run):
             "gains_landscape_dissimilarity.json", "landscape.json",
             os.path.join("oracle", "table.json"), "groups_oracle.json", "groups_hoa.json"):
     assert os.path.exists(os.path.join(wd, f)), f
+
+
+def test_the_oracles_best_partition_for_every_number_of_groups_is_reported(full_run):
+  ts, _, wd, report = full_run
+  by_k = report["oracle_by_num_groups"]
+  assert [o["num_groups"] for o in by_k] == list(range(1, ts.num_tasks + 1))
+  for o in by_k:
+    k = o["num_groups"]
+    assert len(o["groups"]) == k and sorted(t for g in o["groups"] for t in g) == sorted(ts.tasks)
+    assert o["total_test_loss"] == pytest.approx(oracle_test_total(wd, ts.tasks, k, False),
+                                                 abs=1e-9)
+  # The extremes are MTL-all's and STL's partitions.
+  assert by_k[0]["total_test_loss"] == pytest.approx(
+      report["methods"]["mtl_all"]["total_test_loss"], abs=1e-9)
+  assert by_k[-1]["total_test_loss"] == pytest.approx(
+      report["methods"]["stl"]["total_test_loss"], abs=1e-9)
 
 
 def test_first_order_reports_its_rank_agreement_with_principled(full_run):

@@ -232,6 +232,8 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str,
   for method in records:
     report["methods"][method.name] = report_lib.method_report(
         taskset, method, outcomes[method.name], results, stl_metric, regret, half)
+  if regret is not None:
+    report["oracle_by_num_groups"] = regret.by_num_groups()
   if config.resources.budget_sweep:
     method = next(r for r in records if r.objective is not None)
     report["frontier"] = sweep(taskset, config, workdir, method, outcomes[method.name], budget,
@@ -240,6 +242,9 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str,
   plots.per_task_bars(report, os.path.join(workdir, "results.png"))
   if not config.quiet:
     print(format_table(report))
+    note = report_lib.better_num_groups(report)
+    if note:
+      print(note)
   return report
 
 

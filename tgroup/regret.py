@@ -1,5 +1,8 @@
 """Regret: a method's test total minus the oracle's at the same number of groups.
 
+None (JSON null) where no comparison exists: STL's and MTL-all's partitions are
+the only ones with m and 1 groups, so their regret would be 0 by construction.
+
 The oracle's grouping with k groups (and the same model: partition or cover)
 is selected on the validation table of every task subset under the run's other
 constraints and budget, and scored on test like every method
@@ -36,19 +39,54 @@ class Regret:
                                                                  budget)
     self.val = validation_losses(table)
     self.totals: dict[tuple[int, bool], float | None] = {}
+    self.selections: dict[tuple[int, bool], object] = {}
 
   def __call__(self, total: float, k: int, overlap: bool) -> float | None:
-    """``total`` minus the oracle's test total with ``k`` groups; None if it has none."""
+    """``total`` minus the oracle's test total with ``k`` groups.
+
+    None where no comparison exists: a partition into 1 or m groups is the only
+    one of its size (MTL-all, STL), and an oracle without a feasible selection
+    with ``k`` groups has nothing to compare with.
+    """
+    if not overlap and k in (1, self.taskset.num_tasks):
+      return None
+    best_total = self.best_total(k, overlap)
+    return None if best_total is None else float(total - best_total)
+
+  def best_total(self, k: int, overlap: bool = False) -> float | None:
+    """The test total of the oracle's selection with ``k`` groups (None: infeasible)."""
+    self.best(k, overlap)
+    return self.totals[(k, overlap)]
+
+  def best(self, k: int, overlap: bool = False):
+    """The oracle's selection with ``k`` groups, a :class:`~tgroup.grouping.Grouping` or None."""
     if (k, overlap) not in self.totals:
       constraints = dataclasses.replace(self.constraints, num_groups=k, max_groups=None)
       try:
         best = solve_measured(self.taskset.tasks, self.val, constraints, overlap=overlap,
                               budget=self.budget)
       except InfeasibleError:
+        best = None
         self.totals[(k, overlap)] = None
       else:
         groups, assignment = best.indices()
         self.totals[(k, overlap)] = evaluate.score_grouping(
             self.taskset, groups, assignment, self.results)["total_test_loss"]
-    best_total = self.totals[(k, overlap)]
-    return None if best_total is None else float(total - best_total)
+      self.selections[(k, overlap)] = best
+    return self.selections[(k, overlap)]
+
+  def by_num_groups(self) -> list[dict]:
+    """The oracle's best partition for every number of groups 1..m (report.json).
+
+    One entry per k: ``num_groups``, ``groups`` (task names) and
+    ``total_test_loss``; both None where the run's constraints and budget leave
+    no partition with k groups. A user whose chosen number of groups is beaten
+    by another reads it here.
+    """
+    out = []
+    for k in range(1, self.taskset.num_tasks + 1):
+      best = self.best(k)
+      out.append({"num_groups": k,
+                  "groups": None if best is None else [list(g) for g in best.groups],
+                  "total_test_loss": self.best_total(k)})
+    return out

@@ -127,3 +127,33 @@ def format_table(report: dict) -> str:
       row.append("n/a" if e.get("regret") is None else f"{e['regret']:+.4f}")
     lines.append("| " + " | ".join(row) + " |")
   return "\n".join(lines)
+
+
+def better_num_groups(report: dict) -> str | None:
+  """A line naming the oracle's best number of groups when no method used it.
+
+  Read from ``oracle_by_num_groups`` (runs with the oracle); None when some
+  partition method's number of groups is the oracle's best, or without the oracle.
+
+  Examples:
+    >>> report = {"methods": {"principled": {"groups": [["a"], ["b", "c"]]}},
+    ...           "oracle_by_num_groups": [
+    ...               {"num_groups": 1, "groups": [["a", "b", "c"]], "total_test_loss": 0.9},
+    ...               {"num_groups": 2, "groups": [["a"], ["b", "c"]], "total_test_loss": 1.2},
+    ...               {"num_groups": 3, "groups": None, "total_test_loss": None}]}
+    >>> print(better_num_groups(report))
+    note: the oracle's best partition has 1 group ({a,b,c}, total test loss 0.9000); the methods used 2
+  """
+  options = [o for o in report.get("oracle_by_num_groups") or []
+             if o["total_test_loss"] is not None]
+  if not options:
+    return None
+  best = min(options, key=lambda o: o["total_test_loss"])
+  used = sorted({len(e["groups"]) for e in report["methods"].values()})
+  if best["num_groups"] in used:
+    return None
+  groups = " ".join("{" + ",".join(g) + "}" for g in best["groups"])
+  k = best["num_groups"]
+  return (f"note: the oracle's best partition has {k} group{'s' if k > 1 else ''} ({groups}, "
+          f"total test loss {best['total_test_loss']:.4f}); the methods used "
+          f"{', '.join(map(str, used))}")
