@@ -86,6 +86,18 @@ def test_every_method_is_reported_with_its_regret(full_run):
     assert os.path.exists(os.path.join(wd, f)), f
 
 
+def test_every_method_reports_what_choosing_its_groups_cost(full_run):
+  ts, _, _, report = full_run
+  m = ts.num_tasks
+  want = {"principled": 1, "tag": 1, "cosine": 1, "first_order": 1, "hoa": m * (m - 1) // 2,
+          "landscape": 0, "random": 0, "oracle": 2 ** m - 1 - m, "stl": 0, "mtl_all": 0}
+  for name, e in report["methods"].items():
+    assert e["cost"]["networks"] == want[name], name
+    assert e["cost"]["seconds"] == pytest.approx(e["seconds"]["collect"] + e["seconds"]["group"])
+  assert report["methods"]["oracle"]["cost"]["seconds"] > report["methods"]["hoa"]["cost"][
+      "seconds"] > 0
+
+
 def test_the_oracles_best_partition_for_every_number_of_groups_is_reported(full_run):
   ts, _, wd, report = full_run
   by_k = report["oracle_by_num_groups"]

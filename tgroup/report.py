@@ -62,6 +62,9 @@ def method_report(taskset: TaskSet, method, outcome, results: Mapping,
     entry["half_size"] = list(grouping.half_size)
     entry["network_costs"] = list(grouping.network_costs)
   entry["seconds"].update(outcome.seconds)
+  # What choosing the groups cost, read next to the regret.
+  entry["cost"] = {"networks": int(outcome.networks),
+                   "seconds": float(entry["seconds"]["collect"] + entry["seconds"]["group"])}
   if grouping is not None:
     entry["grouping_status"] = grouping.status
     entry["predicted_objective"] = grouping.objective
@@ -103,13 +106,14 @@ def ground_truth_fields(taskset: TaskSet, groups: Groups, assignment: dict | Non
 
 
 def format_table(report: dict) -> str:
-  """A Markdown table: method, groups, total test loss, (error,) Δm, (regret)."""
+  """A Markdown table: method, groups, total test loss, (error,) Δm, (regret, cost)."""
   entries = report["methods"]
   has_error = any(e["total_test_error"] is not None for e in entries.values())
   has_regret = any(e.get("regret") is not None for e in entries.values())
   columns = ["method", "groups", "total test loss"]
   columns += ["total test error"] if has_error else []
-  columns += ["Δm vs STL (%)"] + (["regret"] if has_regret else [])
+  # With the oracle, what choosing the groups cost: training runs beyond STL, seconds.
+  columns += ["Δm vs STL (%)"] + (["regret", "cost"] if has_regret else [])
   lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
   for name, e in entries.items():
     loss = f"{e['total_test_loss']:.4f}"
@@ -125,6 +129,8 @@ def format_table(report: dict) -> str:
     row.append(f"{e['delta_m']:+.2f}")
     if has_regret:
       row.append("n/a" if e.get("regret") is None else f"{e['regret']:+.4f}")
+      cost = e.get("cost")
+      row.append("n/a" if cost is None else f"{cost['networks']} nets, {cost['seconds']:.1f} s")
     lines.append("| " + " | ".join(row) + " |")
   return "\n".join(lines)
 

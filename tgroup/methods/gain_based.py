@@ -38,7 +38,7 @@ def group_on_gains(method: Method, context: Context) -> Outcome:
     report["spearman_with_principled"] = io.finite_or_none(stats.spearman(
         gains.gains.ravel(), context.gains["principled"].gains.ravel()))
   return Outcome(draws=(grouping.indices(),), grouping=grouping, gains=gains, seconds=seconds,
-                 report=report)
+                 report=report, networks=1)  # the collection run
 
 
 def _gain_method(name: str, summary: str, measure: str, objective: str,

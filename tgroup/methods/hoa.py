@@ -53,7 +53,8 @@ def _group(method: Method, context: Context) -> Outcome:
                             time_limit_s=context.config.grouping_time_limit_s)
   seconds = {"collect": sum(r.seconds for r in pairs.values()),
              "group": time.perf_counter() - start}
-  return Outcome(draws=(grouping.indices(),), grouping=grouping, gains=gains, seconds=seconds)
+  return Outcome(draws=(grouping.indices(),), grouping=grouping, gains=gains, seconds=seconds,
+                 networks=m * (m - 1) // 2)  # the pairs; singles are the STL networks
 
 
 HOA = Method(

@@ -71,6 +71,10 @@ class Outcome:
     table: networks it trained that the results every method is scored on
       may take (the oracle's table of every subset), or None.
     report: fields of its own for its entry in report.json.
+    networks: training runs it spent choosing its groups beyond the m
+      single-task networks every run trains (its cost next to its regret): the
+      collection run (1) for gain methods, every pair for ``hoa``, every subset
+      of two or more tasks for the oracle, none for training-free methods.
   """
   draws: tuple[Draw, ...]
   grouping: Grouping | None = None
@@ -78,6 +82,7 @@ class Outcome:
   seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)
   table: Mapping[tuple[int, ...], NetworkResult] | None = None
   report: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  networks: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -89,7 +89,8 @@ def _group(method: Method, context: Context) -> Outcome:
                             budget=context.budget)
   seconds = {"collect": sum(r.seconds for r in table.values()),
              "group": time.perf_counter() - start}
-  return Outcome(draws=(grouping.indices(),), grouping=grouping, seconds=seconds, table=table)
+  return Outcome(draws=(grouping.indices(),), grouping=grouping, seconds=seconds, table=table,
+                 networks=len(table) - ts.num_tasks)  # singles are the STL networks
 
 
 def _check(config, taskset: TaskSet) -> None:
