@@ -3,6 +3,7 @@ how cleanly the gains separate the planted groups.
 
   python -m launch.summarize --workdirs=runs/s0,runs/s1 [--method=principled]
   python -m launch.summarize --workdirs=runs/s0 --per_task   # each task under each method
+  python -m launch.summarize --workdirs=runs/s0,runs/s1 --cost  # regret and cost per method
 
 Columns: the method's groups match the ground truth; its total test loss next to
 STL's and MTL-all's; and ``separation``, the smallest over target tasks j of
@@ -25,6 +26,9 @@ _METHOD = flags.DEFINE_string("method", "principled", "Method whose groups are s
 _PER_TASK = flags.DEFINE_bool("per_task", False, "Instead: per workdir, one row per task, one "
                               "column per method, each cell the task's test loss / metric on "
                               "the network that serves it.")
+_COST = flags.DEFINE_bool("cost", False, "Instead: one row per method over all workdirs: "
+                          "mean regret, regret per run, planted groups recovered (with ground "
+                          "truth), training runs beyond STL and seconds spent choosing groups.")
 _REGRET = flags.DEFINE_bool("regret", False, "Instead: one row per workdir, one column per "
                             "method, each cell its regret against the oracle (runs with "
                             "oracle), marked * where its groups equal the ground truth.")
@@ -104,6 +108,33 @@ def regret_rows(workdirs: list[str]) -> list[str]:
   return lines
 
 
+def cost_rows(workdirs: list[str]) -> list[str]:
+  """A Markdown table, one row per method: mean regret over the runs, how often its groups
+  were the planted ones, and what choosing them cost (training runs beyond STL, seconds)."""
+  reports = [read_report(wd) for wd in workdirs]
+  methods = list(dict.fromkeys(m for r in reports for m in r["methods"]))
+  truth = any("ground_truth_groups" in r for r in reports)
+  lines = ["| method | mean regret | regret per run |" + (" planted |" if truth else "")
+           + " networks beyond STL | seconds (mean) |",
+           "|---|---|---|" + ("---|" if truth else "") + "---|---|"]
+  for name in methods:
+    entries = [r["methods"][name] for r in reports if name in r["methods"]]
+    regrets = [e.get("regret") for e in entries]
+    known = [x for x in regrets if x is not None]
+    mean = f"{np.mean(known):+.4f}" if known else "n/a"
+    each = " ".join("n/a" if x is None else f"{x:+.3f}" for x in regrets)
+    row = f"| {name} | {mean} | {each} |"
+    if truth:
+      row += f" {sum(bool(e.get('matches_ground_truth')) for e in entries)}/{len(entries)} |"
+    costs = [e.get("cost") for e in entries]
+    networks = sorted({c["networks"] for c in costs if c})
+    seconds = [c["seconds"] for c in costs if c]
+    row += (f" {'/'.join(map(str, networks)) or 'n/a'} |"
+            f" {np.mean(seconds):.1f} |" if seconds else " n/a | n/a |")
+    lines.append(row)
+  return lines
+
+
 def per_task_rows(workdir: str) -> list[str]:
   """A Markdown table of every task's test loss / metric under every method of a run."""
   report = read_report(workdir)
@@ -130,6 +161,9 @@ def main(argv):
     raise UserError(f"--workdirs has an empty entry: {','.join(_WORKDIRS.value)!r}")
   if _REGRET.value:
     print("\n".join(regret_rows(_WORKDIRS.value)))
+    return
+  if _COST.value:
+    print("\n".join(cost_rows(_WORKDIRS.value)))
     return
   if _PER_TASK.value:
     tables = [per_task_rows(wd) for wd in _WORKDIRS.value]  # every error before any output

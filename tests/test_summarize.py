@@ -28,3 +28,20 @@ def test_per_task_rows_show_each_tasks_loss_and_metric_under_each_method(tmp_pat
   assert per_task_rows(str(tmp_path)) == [
       "| task: test loss / mae | stl | mtl_all |", "|---|---|---|",
       "| a | 0.5000 / 5.0000 | 1.0000 / 10.0000 |", "| b | 1.5000 / n/a | 2.0000 / n/a |"]
+
+
+def test_cost_rows_average_regret_and_count_recoveries_over_runs(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from launch.summarize import cost_rows  # pylint: disable=g-import-not-at-top
+  def run(name, regret, match, seconds):
+    wd = tmp_path / name
+    wd.mkdir()
+    entry = lambda r, mt, net: {"groups": [["a"], ["b"]], "total_test_loss": 1.0, "delta_m": 0.0,
+                                "regret": r, "matches_ground_truth": mt,
+                                "cost": {"networks": net, "seconds": seconds}}
+    (wd / "report.json").write_text(json.dumps({"ground_truth_groups": [["a"], ["b"]], "methods": {
+        "principled": entry(regret, match, 1), "stl": entry(None, False, 0)}}))
+    return str(wd)
+  rows = cost_rows([run("s0", 0.0, True, 2.0), run("s1", 0.3, False, 4.0)])
+  assert rows[2] == "| principled | +0.1500 | +0.000 +0.300 | 1/2 | 1 | 3.0 |"
+  assert rows[3] == "| stl | n/a | n/a n/a | 0/2 | 0 | 3.0 |"
