@@ -90,6 +90,10 @@ _LANDSCAPE_HEAD_INIT = flags.DEFINE_enum(
     "landscape_head_init", "same", ["same", "independent"],
     "Heads of the landscape's random θ_0: all a copy of one (same; independent random heads "
     "hide every task relation at initialisation, README) or each its own draw.")
+_LANDSCAPE_WARMUP_STEPS = flags.DEFINE_integer(
+    "landscape_warmup_steps", 0, "0: the landscape's θ_0 is a random initialisation (the "
+    "paper's; the dissimilarity is then a statistic of the labels, docs/design.md §2.6). N > 0: "
+    "θ_0 is the all-task network after N training steps, which carries the model.")
 _CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 16, "Group networks trained at once under "
                                    "vmap (results depend on it in the last bits).")
 _MESH = flags.DEFINE_string(
@@ -180,7 +184,8 @@ def pipeline_config(default_num_groups: int | None, train_steps: int) -> pipelin
       random_draws=_RANDOM_DRAWS.value,
       max_oracle_networks=_MAX_ORACLE_NETWORKS.value,
       landscape=LandscapeConfig(samples=_LANDSCAPE_SAMPLES.value, inits=_LANDSCAPE_INITS.value,
-                                knn=_LANDSCAPE_KNN.value, head_init=_LANDSCAPE_HEAD_INIT.value),
+                                knn=_LANDSCAPE_KNN.value, head_init=_LANDSCAPE_HEAD_INIT.value,
+                                warmup_steps=_LANDSCAPE_WARMUP_STEPS.value),
       quiet=quiet(),
       resources=Resources(**constraint_flags.resource_flags()),
       mesh=mesh(),

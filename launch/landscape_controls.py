@@ -15,7 +15,9 @@ one head), prints one Markdown row:
   python -m launch.landscape_controls --workdir=/tmp/tgroup_runs/landscape_controls
 
 ``--head_init=independent`` draws each head (the dissimilarity then also sees
-the heads' random differences). ETT's generated CSV is written into WORKDIR.
+the heads' random differences); ``--warmup_steps=N`` measures at the all-task
+network after N training steps instead (the noise control then trains on the
+noise inputs too). ETT's generated CSV is written into WORKDIR.
 """
 import os
 
@@ -35,6 +37,9 @@ _NUM_GROUPS = flags.DEFINE_integer("num_groups", 3, "Landscape groups compared."
 _HEAD_INIT = flags.DEFINE_enum("head_init", "same", ["same", "independent"],
                                "θ_0's heads: copies of one (the default) or each its own draw.")
 _SEED = flags.DEFINE_integer("seed", 0, "θ_0, the noise inputs and the grouping's key.")
+_WARMUP_STEPS = flags.DEFINE_integer(
+    "warmup_steps", 0, "0: a random θ_0. N: θ_0 is the all-task network after N training steps "
+    "(on the noise inputs, for the noise control: the whole measure is repeated on them).")
 
 
 def taskset_of(name: str, workdir: str):
@@ -53,12 +58,19 @@ def taskset_of(name: str, workdir: str):
 
 
 def row(name: str, workdir: str) -> str:
+  from tgroup import train  # pylint: disable=g-import-not-at-top
   from tgroup.landscape import cluster, controls, measure  # pylint: disable=g-import-not-at-top
   ts = taskset_of(name, workdir)
   seed, samples = _SEED.value, _SAMPLES.value
-  dissimilarity = lambda t: measure.landscape_dissimilarity(
-      t, num_samples=samples, init_seeds=(seed,), batch_size=min(samples, 256),
-      head_init=_HEAD_INIT.value)
+  def dissimilarity(t):
+    theta0 = None
+    if _WARMUP_STEPS.value:
+      state = train.train_networks(t, np.ones((1, t.num_tasks)), jax.random.key(seed)[None],
+                                   steps=_WARMUP_STEPS.value, data_seed=seed, quiet=True)
+      theta0 = jax.tree.map(lambda x: x[0], state.params)
+    return measure.landscape_dissimilarity(
+        t, num_samples=samples, init_seeds=(seed,), params=theta0,
+        batch_size=min(samples, 256), head_init=_HEAD_INIT.value)
   labels = controls.training_labels(ts, samples)
   disagree = controls.label_disagreement(labels)
   d = dissimilarity(ts)
@@ -83,8 +95,8 @@ def main(argv):
   unknown = [b for b in _BENCHMARKS.value if b not in BENCHMARKS]
   if unknown or not _BENCHMARKS.value:
     raise UserError(f"unknown benchmark(s) {unknown}; known: {', '.join(BENCHMARKS)}")
-  if _SAMPLES.value < 1 or _NUM_GROUPS.value < 1:
-    raise UserError("--samples and --num_groups must be >= 1")
+  if _SAMPLES.value < 1 or _NUM_GROUPS.value < 1 or _WARMUP_STEPS.value < 0:
+    raise UserError("--samples and --num_groups must be >= 1, --warmup_steps >= 0")
   os.makedirs(_WORKDIR.value, exist_ok=True)
   print("| benchmark | tasks | R² (offsets + disagreement) | R² (offsets) | R², noise inputs | "
         "corr(D, D on noise) | landscape groups | on noise inputs |")

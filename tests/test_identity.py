@@ -33,6 +33,7 @@ UNCHANGED = {
     "landscape_inits": "the landscape method saves nothing to reuse",
     "landscape_knn": "the landscape method saves nothing to reuse",
     "landscape_head_init": "the landscape method saves nothing to reuse",
+    "landscape_warmup_steps": "the landscape method saves nothing to reuse",
     # Grouping settings: gains and networks are the same; groups are solved anew and every
     # network is keyed by its group.
     "num_groups": "grouping", "max_groups": "grouping", "min_group_size": "grouping",

@@ -54,3 +54,31 @@ def test_unknown_benchmark_exits_2_with_one_line(tmp_path):
   assert proc.returncode == 2
   lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
   assert len(lines) == 1 and "unknown benchmark(s) ['mnist']" in lines[0], proc.stderr
+
+
+def test_a_warmed_up_theta0_is_the_all_task_network_after_n_steps(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from conftest import tiny_synthetic  # pylint: disable=g-import-not-at-top
+  from tgroup import train  # pylint: disable=g-import-not-at-top
+  from tgroup.grouping import Constraints  # pylint: disable=g-import-not-at-top
+  from tgroup.methods import LandscapeConfig  # pylint: disable=g-import-not-at-top
+  from tgroup.pipeline import PipelineConfig, run_pipeline  # pylint: disable=g-import-not-at-top
+  ts = tiny_synthetic(2, 2, train_steps=10)
+  reports = {}
+  for steps in (0, 5):
+    config = PipelineConfig(methods=("landscape",), constraints=Constraints(num_groups=2),
+                            quiet=True, landscape=LandscapeConfig(samples=64, warmup_steps=steps))
+    reports[steps] = run_pipeline(ts, config, str(tmp_path / f"w{steps}"))
+  assert reports[0]["methods"]["landscape"]["cost"]["networks"] == 0
+  assert reports[5]["methods"]["landscape"]["cost"]["networks"] == 1
+  assert reports[5]["settings"]["landscape"]["warmup_steps"] == 5
+  saved = json.load(open(tmp_path / "w5" / "gains_landscape_dissimilarity.json"))
+  # The same dissimilarity from the network after 5 all-task steps, computed directly.
+  state = train.train_networks(ts, np.ones((1, 4)), jax.random.key(0)[None], steps=5,
+                               data_seed=0, quiet=True)
+  want = measure.landscape_dissimilarity(ts, num_samples=64, batch_size=ts.batch_size,
+                                         params=jax.tree.map(lambda x: x[0], state.params))
+  np.testing.assert_allclose(saved["gains"], want, rtol=1e-5)
+  random_theta0 = json.load(open(tmp_path / "w0" / "gains_landscape_dissimilarity.json"))
+  assert not np.allclose(saved["gains"], random_theta0["gains"], rtol=1e-3)

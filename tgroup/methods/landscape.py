@@ -35,11 +35,17 @@ class LandscapeConfig:
     knn: sparsify the task graph to each task's k nearest neighbours (None: dense).
     head_init: ``same`` (every head of θ_0 a copy of one, see
       :func:`tgroup.landscape.same_heads`) or ``independent``.
+    warmup_steps: 0 (the paper's form): θ_0 is a random initialisation, where
+      the dissimilarity is a statistic of the labels (docs/design.md §2.6).
+      Above 0: θ_0 is the all-task network after this many training steps
+      (the run's optimizer, batches and seed), which carries the model; then
+      ``inits`` and ``head_init`` do not apply.
   """
   samples: int = 256
   inits: int = 1
   knn: int | None = None
   head_init: str = "same"
+  warmup_steps: int = 0
 
 
 def _check(config, taskset) -> None:
@@ -50,6 +56,9 @@ def _check(config, taskset) -> None:
   for name, value in (("samples", c.samples), ("inits", c.inits)):
     if value < 1:
       raise UserError(f"landscape {name} (--landscape_{name}) must be >= 1, got {value}")
+  if c.warmup_steps < 0:
+    raise UserError(f"landscape warmup_steps (--landscape_warmup_steps) must be >= 0, "
+                    f"got {c.warmup_steps}")
   if c.knn is not None and not 1 <= c.knn < taskset.num_tasks:
     raise UserError(f"landscape knn (--landscape_knn) must be between 1 and "
                     f"{taskset.num_tasks - 1}, got {c.knn}")
@@ -65,9 +74,16 @@ def _group(method: Method, context: Context) -> Outcome:
   settings, seed = config.landscape, config.collect.seed
   start = time.perf_counter()
   mesh = mesh_lib.stage_mesh(config.mesh, "landscape", batch_size=ts.batch_size)
+  theta0 = None
+  if settings.warmup_steps:
+    # The all-task network after a few steps: a θ_0 that carries the model.
+    from tgroup import train  # pylint: disable=g-import-not-at-top
+    state = train.train_networks(ts, np.ones((1, ts.num_tasks)), jax.random.key(seed)[None],
+                                 steps=settings.warmup_steps, data_seed=seed, quiet=True)
+    theta0 = jax.tree.map(lambda x: x[0], state.params)
   d = measure.landscape_dissimilarity(
       ts, num_samples=settings.samples, init_seeds=tuple(range(seed, seed + settings.inits)),
-      batch_size=ts.batch_size, head_init=settings.head_init, mesh=mesh)
+      params=theta0, batch_size=ts.batch_size, head_init=settings.head_init, mesh=mesh)
   collect_s = time.perf_counter() - start
   start = time.perf_counter()
   c = config.constraints
@@ -81,7 +97,8 @@ def _group(method: Method, context: Context) -> Outcome:
   m = ts.num_tasks
   gains = Gains(ts.tasks, "landscape_dissimilarity", d, np.full((m, m), settings.samples),
                 {"samples": settings.samples, "inits": settings.inits,
-                 "head_init": settings.head_init, "seconds": collect_s,
+                 "head_init": settings.head_init, "warmup_steps": settings.warmup_steps,
+                 "seconds": collect_s,
                  "note": "a dissimilarity (lower = the tasks train well together), not a gain"})
   gains.save(os.path.join(context.workdir, "gains_landscape_dissimilarity.json"))
   io.write_json(os.path.join(context.workdir, "landscape.json"), out)
@@ -92,7 +109,8 @@ def _group(method: Method, context: Context) -> Outcome:
                       objective_name="landscape_gat_reconstruction_loss",
                       constraints=c.to_json())
   return Outcome(draws=(grouping.indices(),), grouping=grouping, gains=gains,
-                 seconds={"collect": collect_s, "group": group_s}, report=report)
+                 seconds={"collect": collect_s, "group": group_s}, report=report,
+                 networks=1 if settings.warmup_steps else 0)  # the warm-up run
 
 
 def within_across_ratio(d: np.ndarray, tasks, ground_truth) -> float | None:
