@@ -206,6 +206,10 @@ def test_time_limit_reports_the_gap_reached():
   assert result.status == "feasible" and result.gap > 0
 
 
+# Wall-clock dependent: CBC's share of the 5 s found no solution in CI's clean-clone run
+# (four test workers on two cores; "CBC found no solution within time_limit_s=1.0"), so
+# it runs with the slow checks, one process at a time.
+@pytest.mark.slow
 def test_bound_on_planted_100_tasks_within_a_time_limit():
   tasks, gains, planted = _planted(10, 10, 0.6, 4)
   result = solve_grouping(tasks, gains, "principled", Constraints(num_groups=10),
