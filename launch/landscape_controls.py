@@ -63,11 +63,7 @@ def row(name: str, workdir: str) -> str:
   ts = taskset_of(name, workdir)
   seed, samples = _SEED.value, _SAMPLES.value
   def dissimilarity(t):
-    theta0 = None
-    if _WARMUP_STEPS.value:
-      state = train.train_networks(t, np.ones((1, t.num_tasks)), jax.random.key(seed)[None],
-                                   steps=_WARMUP_STEPS.value, data_seed=seed, quiet=True)
-      theta0 = jax.tree.map(lambda x: x[0], state.params)
+    theta0 = train.all_task_params(t, _WARMUP_STEPS.value, seed) if _WARMUP_STEPS.value else None
     return measure.landscape_dissimilarity(
         t, num_samples=samples, init_seeds=(seed,), params=theta0,
         batch_size=min(samples, 256), head_init=_HEAD_INIT.value)

@@ -16,7 +16,7 @@ from typing import Mapping
 
 from tgroup import evaluate
 from tgroup.errors import InfeasibleError
-from tgroup.grouping import Constraints, solve_measured
+from tgroup.grouping import Constraints, Grouping, solve_measured
 from tgroup.grouping.budget import Budget
 from tgroup.methods.oracle import validation_losses
 from tgroup.tasks import TaskSet
@@ -38,8 +38,8 @@ class Regret:
     self.taskset, self.constraints, self.results, self.budget = (taskset, constraints, results,
                                                                  budget)
     self.val = validation_losses(table)
-    self.totals: dict[tuple[int, bool], float | None] = {}
-    self.selections: dict[tuple[int, bool], object] = {}
+    # (k, overlap) -> (the oracle's selection, its test total); (None, None): infeasible.
+    self._best: dict[tuple[int, bool], tuple[Grouping | None, float | None]] = {}
 
   def __call__(self, total: float, k: int, overlap: bool) -> float | None:
     """``total`` minus the oracle's test total with ``k`` groups.
@@ -50,30 +50,23 @@ class Regret:
     """
     if not overlap and k in (1, self.taskset.num_tasks):
       return None
-    best_total = self.best_total(k, overlap)
+    _, best_total = self.best(k, overlap)
     return None if best_total is None else float(total - best_total)
 
-  def best_total(self, k: int, overlap: bool = False) -> float | None:
-    """The test total of the oracle's selection with ``k`` groups (None: infeasible)."""
-    self.best(k, overlap)
-    return self.totals[(k, overlap)]
-
-  def best(self, k: int, overlap: bool = False):
-    """The oracle's selection with ``k`` groups, a :class:`~tgroup.grouping.Grouping` or None."""
-    if (k, overlap) not in self.totals:
+  def best(self, k: int, overlap: bool = False) -> tuple[Grouping | None, float | None]:
+    """The oracle's selection with ``k`` groups and its test total; (None, None) if none."""
+    if (k, overlap) not in self._best:
       constraints = dataclasses.replace(self.constraints, num_groups=k, max_groups=None)
       try:
         best = solve_measured(self.taskset.tasks, self.val, constraints, overlap=overlap,
                               budget=self.budget)
       except InfeasibleError:
-        best = None
-        self.totals[(k, overlap)] = None
+        self._best[(k, overlap)] = (None, None)
       else:
         groups, assignment = best.indices()
-        self.totals[(k, overlap)] = evaluate.score_grouping(
-            self.taskset, groups, assignment, self.results)["total_test_loss"]
-      self.selections[(k, overlap)] = best
-    return self.selections[(k, overlap)]
+        self._best[(k, overlap)] = (best, evaluate.score_grouping(
+            self.taskset, groups, assignment, self.results)["total_test_loss"])
+    return self._best[(k, overlap)]
 
   def by_num_groups(self) -> list[dict]:
     """The oracle's best partition for every number of groups 1..m (report.json).
@@ -85,8 +78,8 @@ class Regret:
     """
     out = []
     for k in range(1, self.taskset.num_tasks + 1):
-      best = self.best(k)
+      best, total = self.best(k)
       out.append({"num_groups": k,
                   "groups": None if best is None else [list(g) for g in best.groups],
-                  "total_test_loss": self.best_total(k)})
+                  "total_test_loss": total})
     return out

@@ -131,6 +131,17 @@ def train_networks(taskset: TaskSet, task_weights: np.ndarray, init_keys: jax.Ar
   return states
 
 
+def all_task_params(taskset: TaskSet, steps: int, seed: int):
+  """The parameters of the all-task network after ``steps`` training steps.
+
+  Initialised from ``key(seed)`` and fed the batches of ``seed``, as a group
+  network of every task would be (a warm-up θ_0 for the landscape measure).
+  """
+  state = train_networks(taskset, np.ones((1, taskset.num_tasks)), jax.random.key(seed)[None],
+                         steps=steps, data_seed=seed, quiet=True)
+  return jax.tree.map(lambda x: x[0], state.params)
+
+
 def check_finite(taskset: TaskSet, losses: np.ndarray, task_weights, step: int,
                  context: str = "") -> None:
   """Raises a clear error naming the first trained task whose loss is not finite.

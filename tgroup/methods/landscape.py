@@ -78,9 +78,7 @@ def _group(method: Method, context: Context) -> Outcome:
   if settings.warmup_steps:
     # The all-task network after a few steps: a θ_0 that carries the model.
     from tgroup import train  # pylint: disable=g-import-not-at-top
-    state = train.train_networks(ts, np.ones((1, ts.num_tasks)), jax.random.key(seed)[None],
-                                 steps=settings.warmup_steps, data_seed=seed, quiet=True)
-    theta0 = jax.tree.map(lambda x: x[0], state.params)
+    theta0 = train.all_task_params(ts, settings.warmup_steps, seed)
   d = measure.landscape_dissimilarity(
       ts, num_samples=settings.samples, init_seeds=tuple(range(seed, seed + settings.inits)),
       params=theta0, batch_size=ts.batch_size, head_init=settings.head_init, mesh=mesh)

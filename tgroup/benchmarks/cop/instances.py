@@ -26,11 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# Defined with the objectives (numpy only, no JAX), shared here.
+from tgroup.benchmarks.cop.problems import MINIMISE, PROBLEMS  # pylint: disable=unused-import
 from tgroup.errors import UserError
 
-PROBLEMS = ("tsp", "cvrp", "op", "kp")
-# Whether the objective (tour length, prize, value) is minimised.
-MINIMISE = {"tsp": True, "cvrp": True, "op": False, "kp": False}
 DEFAULT_TASKS = ("TSP20", "TSP50", "CVRP20", "CVRP50", "OP20", "OP50")
 
 
