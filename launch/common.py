@@ -19,7 +19,7 @@ from tgroup import mesh as mesh_lib
 from tgroup import pipeline
 from tgroup.errors import UserError
 from tgroup.gains import CollectConfig
-from tgroup.methods import LandscapeConfig
+from tgroup.methods import CalibratedConfig, LandscapeConfig
 from tgroup.resources import Resources
 from tgroup.tasks import TaskSet
 
@@ -29,16 +29,18 @@ _METHODS = flags.DEFINE_list(
     "methods", "principled,tag,stl,mtl_all",
     f"Comma list among {', '.join(pipeline.METHODS)}. The first grouping method fills "
     "groups.json and gains.json. hoa trains every pair and single task; oracle trains every "
-    "task subset (2^m - 1 networks) and gives every method its regret; landscape trains "
+    "task subset (2^m - 1 networks) and gives every method its regret; calibrated trains "
+    "a few groups (--calibrated_networks) to fit a predictor on every signal; landscape trains "
     "nothing (per-sample gradients at initialisation, a task graph, GAT, Gaussian mixture).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the data, initialisation, batch order and "
                              "task draws.")
 _MAX_STEPS = flags.DEFINE_integer("max_steps", None, "Caps every training run (collection and "
                                   "group networks) at this many steps, for smoke runs.")
 _PRINCIPLED_FORM = flags.DEFINE_enum(
-    "principled_form", "self_pair", list(pipeline.PRINCIPLED_FORMS),
-    "self_pair: Wang et al.'s gain with the self-pair control (needs a number of groups); "
-    "marginal: what adding a task's gradient to a target's own step does (natural zero).")
+    "principled_form", "marginal", list(pipeline.PRINCIPLED_FORMS),
+    "marginal (the default, chosen by launch.study): what adding a task's gradient to a "
+    "target's own step does (natural zero); self_pair: Wang et al.'s gain with the self-pair "
+    "control (the paper's form; needs a number of groups).")
 _COLLECT_STEPS = flags.DEFINE_integer(
     "collect_steps", None, "Steps of the collection run (the all-task training the gains are "
     "measured on); unset: the training steps. Shorter runs measure the early, more informative "
@@ -94,6 +96,13 @@ _LANDSCAPE_WARMUP_STEPS = flags.DEFINE_integer(
     "landscape_warmup_steps", 0, "0: the landscape's θ_0 is a random initialisation (the "
     "paper's; the dissimilarity is then a statistic of the labels, docs/design.md §2.6). N > 0: "
     "θ_0 is the all-task network after N training steps, which carries the model.")
+_CALIBRATED_NETWORKS = flags.DEFINE_integer(
+    "calibrated_networks", None, "Group networks of two or more tasks calibrated may train "
+    "(beyond the single-task networks every run trains); unset: a third of the m(m-1)/2 pairs "
+    "hoa trains.")
+_CALIBRATED_KAPPA = flags.DEFINE_float(
+    "calibrated_kappa", 2.0, "Standard deviations of calibrated's predictor it is optimistic "
+    "by while choosing networks to train, and pessimistic by when grouping.")
 _CHUNK_SIZE = flags.DEFINE_integer("chunk_size", 16, "Group networks trained at once under "
                                    "vmap (results depend on it in the last bits).")
 _MESH = flags.DEFINE_string(
@@ -186,6 +195,8 @@ def pipeline_config(default_num_groups: int | None, train_steps: int) -> pipelin
       landscape=LandscapeConfig(samples=_LANDSCAPE_SAMPLES.value, inits=_LANDSCAPE_INITS.value,
                                 knn=_LANDSCAPE_KNN.value, head_init=_LANDSCAPE_HEAD_INIT.value,
                                 warmup_steps=_LANDSCAPE_WARMUP_STEPS.value),
+      calibrated=CalibratedConfig(networks=_CALIBRATED_NETWORKS.value,
+                                  kappa=_CALIBRATED_KAPPA.value),
       quiet=quiet(),
       resources=Resources(**constraint_flags.resource_flags()),
       mesh=mesh(),

@@ -28,7 +28,7 @@ import numpy as np
 from launch import cli
 from tgroup.errors import UserError
 
-BENCHMARKS = ("synthetic", "digits", "ett")
+BENCHMARKS = ("synthetic", "digits", "ett", "qm9")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for generated data (ETT's CSV).")
 _BENCHMARKS = flags.DEFINE_list("benchmarks", list(BENCHMARKS),
                                 f"Comma list among {', '.join(BENCHMARKS)}.")
@@ -54,6 +54,9 @@ def taskset_of(name: str, workdir: str):
     from tgroup.benchmarks import ett  # pylint: disable=g-import-not-at-top
     path = ett.generate_csv(os.path.join(workdir, "ett_generated_m.csv"), "m", seed=0)
     return ett.ett(path)
+  if name == "qm9":  # the study's reduced QM9 (launch.study); needs the qm9 extra
+    from tgroup import study  # pylint: disable=g-import-not-at-top
+    return study.reduced_qm9(0)
   raise UserError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
 
 

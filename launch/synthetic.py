@@ -8,7 +8,7 @@ and prints a table where the principled grouping should equal the planted
 clusters (``ground_truth_groups`` in report.json) with a total test loss below
 both STL and MTL-all. The number of groups defaults to --num_clusters (one
 network per family: the budget a user would set); --num_groups=0 lets the MIP
-choose, which needs --principled_form=marginal.
+choose (the default marginal form allows it; --principled_form=self_pair does not).
 """
 import math
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import one_line_error
 from tgroup.benchmarks import ett
 from tgroup.errors import UserError
+from expected_gains import off_diagonal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--variant=h", "--window_stride=8", "--width=16", "--max_steps=20", "--quiet"]
@@ -181,8 +182,9 @@ def test_launcher_writes_the_contract(tmp_path):
   tasks = list(ett.COLUMNS)
   assert ett.read_csv(os.path.join(wd, "ett_generated_h.csv"))[1].shape == (14400, 7)
   gains = json.load(open(os.path.join(wd, "gains.json")))
-  assert gains["tasks"] == tasks and gains["measure"] == "principled"
-  assert np.shape(gains["gains"]) == (7, 7) and gains["counts"] == [[20] * 7] * 7
+  # principled runs in its default, marginal form.
+  assert gains["tasks"] == tasks and gains["measure"] == "principled_marginal"
+  assert np.shape(gains["gains"]) == (7, 7) and gains["counts"] == off_diagonal(7, 20)
   groups = json.load(open(os.path.join(wd, "groups.json")))
   assert len(groups["groups"]) == 3
   assert sorted(t for g in groups["groups"] for t in g) == sorted(tasks)

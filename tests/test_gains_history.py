@@ -134,7 +134,7 @@ def test_pipeline_writes_the_history_and_its_plot_and_reuses_them(tmp_path):
   workdir = str(tmp_path)
   pipeline.run_pipeline(ts, cfg, workdir)
   histories, rest = load_histories(os.path.join(workdir, "gains_history.json"))
-  assert sorted(histories) == ["principled", "tag"]
+  assert sorted(histories) == ["principled_marginal", "tag"]  # principled's default form
   assert rest["key"]["taskset"] == ts.definition  # the identity the gains were saved under
   assert histories["tag"].steps.tolist() == snapshot_steps(40)
   assert histories["tag"].stable_step() is not None

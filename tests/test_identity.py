@@ -34,6 +34,8 @@ UNCHANGED = {
     "landscape_knn": "the landscape method saves nothing to reuse",
     "landscape_head_init": "the landscape method saves nothing to reuse",
     "landscape_warmup_steps": "the landscape method saves nothing to reuse",
+    "calibrated_networks": "grouping: the networks calibrated trains are keyed by group",
+    "calibrated_kappa": "grouping: the networks calibrated trains are keyed by group",
     # Grouping settings: gains and networks are the same; groups are solved anew and every
     # network is keyed by its group.
     "num_groups": "grouping", "max_groups": "grouping", "min_group_size": "grouping",

@@ -91,7 +91,8 @@ def test_half_size_networks_are_trained_as_such(tmp_path):
   # Self-pair gains with the number of groups free choose singletons; 4 half-size
   # ones (217 parameters each at 16 wide) fit a budget that 4 full ones (561) do not.
   proc = launch(f"--workdir={wd}", *TINY, "--methods=principled,stl,mtl_all",
-                "--num_groups=0", "--max_groups=4", "--allow_half_size", "--budget=1000")
+                "--principled_form=self_pair", "--num_groups=0", "--max_groups=4",
+                "--allow_half_size", "--budget=1000")
   assert proc.returncode == 0, proc.stderr
   report = json.load(open(wd / "report.json"))
   entry = report["methods"]["principled"]

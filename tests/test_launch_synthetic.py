@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from conftest import one_line_error
+from expected_gains import off_diagonal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--num_clusters=2", "--tasks_per_cluster=2", "--max_steps=30", "--quiet"]
@@ -37,9 +38,10 @@ def test_writes_the_contract(tiny_run):
   gains = json.load(open(os.path.join(wd, "gains.json")))
   tasks = gains["tasks"]
   assert tasks == ["c0_t0", "c0_t1", "c1_t0", "c1_t1"]
-  assert gains["measure"] == "principled"
+  # principled runs in its default, marginal form.
+  assert gains["measure"] == "principled_marginal"
   assert len(gains["gains"]) == 4 and all(len(r) == 4 for r in gains["gains"])
-  assert gains["counts"] == [[30] * 4] * 4
+  assert gains["counts"] == off_diagonal(4, 30)
   groups = json.load(open(os.path.join(wd, "groups.json")))
   check_groups(groups["groups"], tasks)
   assert groups["status"] in ("optimal", "feasible") and len(groups["groups"]) == 2
@@ -63,7 +65,7 @@ def test_writes_the_contract(tiny_run):
 def test_rerun_reuses_saved_results(tiny_run):
   wd = tiny_run
   first = json.load(open(os.path.join(wd, "report.json")))
-  files = ["gains_principled.json", "gains_tag.json"] + [
+  files = ["gains_principled_marginal.json", "gains_tag.json"] + [
       os.path.join(d, f) for d, _, fs in os.walk(os.path.join(wd, "networks")) for f in fs]
   stamps = {f: os.path.getmtime(os.path.join(wd, f)) for f in files}
   assert len(stamps) > 4
@@ -81,7 +83,7 @@ def test_collect_steps_sets_the_collection_run_only(tmp_path):
   proc = launch(f"--workdir={wd}", *TINY, "--methods=principled", "--collect_steps=12")
   assert proc.returncode == 0, proc.stderr
   gains = json.load(open(os.path.join(wd, "gains.json")))
-  assert gains["settings"]["steps"] == 12 and gains["counts"] == [[12] * 4] * 4
+  assert gains["settings"]["steps"] == 12 and gains["counts"] == off_diagonal(4, 12)
   report = json.load(open(os.path.join(wd, "report.json")))
   assert report["settings"]["train_steps"] == 30  # the group networks keep --max_steps
 
@@ -102,12 +104,12 @@ def test_infeasible_constraints_leave_earlier_results_intact(tiny_run):
     ("--must_link=c0_t0:zzz", "unknown task 'zzz'"),
     ("--rho=-1", "--rho"),
     ("--sample_tasks=9", "sample_tasks"),
-    ("--num_groups=0", "principled_form=marginal"),
+    ("--num_groups=0 --principled_form=self_pair", "principled_form=marginal"),
     ("--eval_seeds=abc", "eval_seeds"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, flag, message):
   wd = tmp_path / "run"
-  proc = launch(f"--workdir={wd}", *TINY, flag)
+  proc = launch(f"--workdir={wd}", *TINY, *flag.split())
   assert message in one_line_error(proc), proc.stderr
 
 

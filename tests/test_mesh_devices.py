@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 MESHES = ("data:8", "combos:8", "data:4,combos:2", "networks:8")
-GAINS = ("principled", "tag", "landscape_dissimilarity")
+GAINS = ("principled_marginal", "tag", "landscape_dissimilarity")  # principled: marginal
 GROUPED = ("principled", "tag", "landscape", "oracle")
 STAGES = ("run_collection", "landscape_dissimilarity", "train_networks", "evaluate")
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -31,8 +31,9 @@ COVERS = ("tag", "cosine", "hoa")  # the methods whose groups may overlap
 def full_run(tmp_path_factory):
   ts = tiny_synthetic(2, 2, train_steps=30)
   wd = str(tmp_path_factory.mktemp("methods"))
+  # The paper's self-pair form: first_order expands it, and its report compares the two.
   config = PipelineConfig(methods=ALL, constraints=Constraints(num_groups=2), quiet=True,
-                          chunk_size=4, random_draws=3)
+                          chunk_size=4, random_draws=3, principled_form="self_pair")
   return ts, config, wd, run_pipeline(ts, config, wd)
 
 

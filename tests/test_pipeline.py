@@ -37,7 +37,7 @@ def test_gains_collected_beforehand_are_used_instead_of_collecting(tmp_path, mon
 
 def test_only_the_measures_not_given_are_collected(tmp_path, monkeypatch):
   ts = tiny_synthetic(2, 2, train_steps=25)
-  gains = collect_gains(ts, CollectConfig(measures=("principled",), quiet=True))
+  gains = collect_gains(ts, CollectConfig(measures=("principled_marginal",), quiet=True))
   asked = []
   original = reuse.run_collection
 

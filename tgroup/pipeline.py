@@ -27,7 +27,7 @@ from tgroup.errors import UserError
 from tgroup.gains import CollectConfig, Gains
 from tgroup.gains.reuse import Collected, collect_for_run
 from tgroup.grouping import Constraints, solve_grouping
-from tgroup.methods import LandscapeConfig, Method
+from tgroup.methods import CalibratedConfig, LandscapeConfig, Method
 from tgroup.netcache import MemoryCache, NetworkCache
 from tgroup.regret import Regret
 from tgroup.resources import HalfSizeNetworks, Resources, limits_only, run_budget
@@ -46,9 +46,10 @@ class PipelineConfig:
     methods: names among :data:`METHODS`, or :class:`~tgroup.methods.Method`
       records of your own; the first grouping method fills groups.json.
     constraints: grouping constraints (every method that can honour them).
-    principled_form: ``self_pair`` (the paper's; needs ``constraints.num_groups``
-      or ``max_groups`` since it always prefers singletons when free) or
-      ``marginal`` (a natural zero, so the MIP may choose how many groups).
+    principled_form: ``marginal`` (the default: a natural zero, so the MIP may
+      choose how many groups; chosen by the study suite, docs/results.md#study)
+      or ``self_pair`` (the paper's; needs ``constraints.num_groups`` or
+      ``max_groups`` since it always prefers singletons when free).
     collect: collection settings; its measures are set from ``methods``.
     eval_seeds: seeds of the group networks; results are averaged over them.
     train_steps: steps of every group network (None: the TaskSet's default).
@@ -56,7 +57,9 @@ class PipelineConfig:
       a chunk, but do on its size: keep it fixed when comparing runs).
     random_draws: random partitions drawn for ``random``.
     max_oracle_networks: refuse the oracle when 2^m − 1 exceeds this.
-    landscape: settings of the landscape method.
+    landscape: settings of the landscape method (and of the landscape signal of
+      ``calibrated``).
+    calibrated: settings of the calibrated method.
     quiet: no progress lines and no table.
     resources: network costs, budgets and the budget sweep.
     mesh: the devices to run on, ``AXIS:N[,AXIS:N]`` over ``data``, ``combos``
@@ -67,7 +70,7 @@ class PipelineConfig:
   """
   methods: tuple[str | Method, ...] = ("principled", "tag", "stl", "mtl_all")
   constraints: Constraints = Constraints()
-  principled_form: str = "self_pair"
+  principled_form: str = "marginal"
   collect: CollectConfig = CollectConfig()
   eval_seeds: tuple[int, ...] = (0,)
   train_steps: int | None = None
@@ -75,6 +78,7 @@ class PipelineConfig:
   random_draws: int = 5
   max_oracle_networks: int = 1023
   landscape: LandscapeConfig = LandscapeConfig()
+  calibrated: CalibratedConfig = CalibratedConfig()
   quiet: bool = False
   resources: Resources = Resources()
   mesh: str | None = None
@@ -126,7 +130,7 @@ class PipelineConfig:
     if self.grouping_time_limit_s is not None and not self.grouping_time_limit_s > 0:
       raise UserError(f"grouping_time_limit_s must be > 0, got {self.grouping_time_limit_s}")
     self.resources.validate(records)
-    collect = self.collect_config()
+    collect = self.collect_config(taskset)
     collect.validate(taskset.num_tasks)
     if any(m.measure is not None for m in records):  # a collection run will train
       collect.check_pair_count(taskset.num_tasks, collect.steps or taskset.train_steps)
@@ -146,10 +150,19 @@ class PipelineConfig:
     return identity.network_identity(taskset, self.train_steps or taskset.train_steps,
                                      self.chunk_size, **({"mesh": self.mesh} if self.mesh else {}))
 
-  def collect_config(self) -> CollectConfig:
-    """The collection settings, measuring what the methods need (principled if none)."""
-    measures = tuple(dict.fromkeys(m.measure for m in self.method_records() if m.measure))
-    return dataclasses.replace(self.collect, measures=measures or ("principled",), mesh=self.mesh)
+  def collect_config(self, taskset: TaskSet | None = None) -> CollectConfig:
+    """The collection settings, measuring what the methods need (principled if none).
+
+    With a TaskSet, methods' further signals it cannot give are left out
+    (first-order gains of a TaskSet that scores lookaheads on its own losses).
+    """
+    records = self.method_records()
+    measures = [m.measure for m in records if m.measure]
+    unavailable = ({"first_order"} if taskset is not None
+                   and taskset.lookahead_losses is not None else set())
+    measures += [s for m in records for s in m.signals if s not in unavailable]
+    return dataclasses.replace(self.collect, measures=tuple(dict.fromkeys(measures)) or
+                               ("principled",), mesh=self.mesh)
 
 
 def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str,
@@ -199,7 +212,7 @@ def run_pipeline(taskset: TaskSet, config: PipelineConfig, workdir: str,
   # Collect: one multi-task run measures every gain the methods need.
   collected = Collected({}, 0.0, {})
   if any(m.measure for m in records):
-    collected = collect_for_run(taskset, config.collect_config(), workdir, gains or {})
+    collected = collect_for_run(taskset, config.collect_config(taskset), workdir, gains or {})
 
   # Group: each method in order; baselines last (random copies a group count).
   context = methods_lib.Context(taskset, config, workdir, collected.gains, collected.seconds,
@@ -273,12 +286,13 @@ def _settings(taskset: TaskSet, config: PipelineConfig) -> dict:
       "methods": [m.name for m in config.method_records()],
       "constraints": config.constraints.to_json(),
       "principled_form": config.principled_form,
-      "collect": config.collect_config().settings(taskset),
+      "collect": config.collect_config(taskset).settings(taskset),
       "eval_seeds": list(config.eval_seeds),
       "train_steps": config.train_steps or taskset.train_steps,
       "chunk_size": config.chunk_size,
       "random_draws": config.random_draws,
       "landscape": dataclasses.asdict(config.landscape),
+      "calibrated": dataclasses.asdict(config.calibrated),
       "resources": dataclasses.asdict(config.resources),
       **({"mesh": config.mesh} if config.mesh else {}),
   }

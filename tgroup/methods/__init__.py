@@ -9,6 +9,7 @@ tag             TAG's inter-task affinity (a cover)               :mod:`.gain_ba
 cosine          gradient cosine similarity (a cover)              :mod:`.gain_based`
 hoa             every pair and single task trained (a cover)      :mod:`.hoa`
 oracle          every task subset trained                         :mod:`.oracle`
+calibrated      all signals + a few trained groups → predictor    :mod:`.calibrated`
 landscape       per-sample one-step optima, no training           :mod:`.landscape`
 random          random partitions                                 :mod:`.baselines`
 stl, mtl_all    every task alone; one network for all             :mod:`.baselines`
@@ -21,13 +22,14 @@ Examples:
   >>> m = get("tag")
   >>> m.measure, m.objective, m.overlap
   ('tag', 'tag', True)
-  >>> get("principled", principled_form="marginal").objective
-  'marginal'
+  >>> get("principled").objective, get("principled", principled_form="self_pair").objective
+  ('marginal', 'principled')
 """
 from __future__ import annotations
 
 from tgroup.errors import UserError
 from tgroup.methods.baselines import MTL_ALL, RANDOM, STL
+from tgroup.methods.calibrated import CALIBRATED, CalibratedConfig
 from tgroup.methods.gain_based import COSINE, FIRST_ORDER, PRINCIPLED_FORMS, TAG
 from tgroup.methods.hoa import HOA
 from tgroup.methods.landscape import LANDSCAPE, LandscapeConfig
@@ -35,12 +37,12 @@ from tgroup.methods.method import Context, Method, Outcome
 from tgroup.methods.oracle import ORACLE
 
 # The built-in methods, in the order help texts list them.
-_BUILT_IN = {m.name: m for m in (PRINCIPLED_FORMS["self_pair"], TAG, COSINE, FIRST_ORDER, HOA,
-                                 ORACLE, LANDSCAPE, RANDOM, STL, MTL_ALL)}
+_BUILT_IN = {m.name: m for m in (PRINCIPLED_FORMS["marginal"], TAG, COSINE, FIRST_ORDER, HOA,
+                                 ORACLE, CALIBRATED, LANDSCAPE, RANDOM, STL, MTL_ALL)}
 METHODS = tuple(_BUILT_IN)
 
 
-def get(name: str, principled_form: str = "self_pair") -> Method:
+def get(name: str, principled_form: str = "marginal") -> Method:
   """The record of a built-in method (``principled`` in the given form).
 
   Raises:
@@ -56,5 +58,5 @@ def get(name: str, principled_form: str = "self_pair") -> Method:
   return _BUILT_IN[name]
 
 
-__all__ = ["METHODS", "PRINCIPLED_FORMS", "Context", "LandscapeConfig", "Method", "Outcome",
-           "get"]
+__all__ = ["METHODS", "PRINCIPLED_FORMS", "CalibratedConfig", "Context", "LandscapeConfig",
+           "Method", "Outcome", "get"]

@@ -64,24 +64,32 @@ def _check(config, taskset) -> None:
                     f"{taskset.num_tasks - 1}, got {c.knn}")
 
 
-def _group(method: Method, context: Context) -> Outcome:
-  import jax  # pylint: disable=g-import-not-at-top
-  from tgroup.landscape import cluster, measure  # pylint: disable=g-import-not-at-top
-  # Imported before the clock starts, as mip is for the other methods (with
-  # tgroup.grouping): importing scikit-learn took ≈ 1.15 s, longer than the grouping.
-  importlib.import_module("sklearn.mixture")
+def dissimilarity(context: Context) -> np.ndarray:
+  """The run's ``(m, m)`` landscape dissimilarity, with its settings (``config.landscape``)."""
+  from tgroup.landscape import measure  # pylint: disable=g-import-not-at-top
   ts, config = context.taskset, context.config
   settings, seed = config.landscape, config.collect.seed
-  start = time.perf_counter()
   mesh = mesh_lib.stage_mesh(config.mesh, "landscape", batch_size=ts.batch_size)
   theta0 = None
   if settings.warmup_steps:
     # The all-task network after a few steps: a θ_0 that carries the model.
     from tgroup import train  # pylint: disable=g-import-not-at-top
     theta0 = train.all_task_params(ts, settings.warmup_steps, seed)
-  d = measure.landscape_dissimilarity(
+  return measure.landscape_dissimilarity(
       ts, num_samples=settings.samples, init_seeds=tuple(range(seed, seed + settings.inits)),
       params=theta0, batch_size=ts.batch_size, head_init=settings.head_init, mesh=mesh)
+
+
+def _group(method: Method, context: Context) -> Outcome:
+  import jax  # pylint: disable=g-import-not-at-top
+  from tgroup.landscape import cluster  # pylint: disable=g-import-not-at-top
+  # Imported before the clock starts, as mip is for the other methods (with
+  # tgroup.grouping): importing scikit-learn took ≈ 1.15 s, longer than the grouping.
+  importlib.import_module("sklearn.mixture")
+  ts, config = context.taskset, context.config
+  settings, seed = config.landscape, config.collect.seed
+  start = time.perf_counter()
+  d = dissimilarity(context)
   collect_s = time.perf_counter() - start
   start = time.perf_counter()
   c = config.constraints

@@ -97,6 +97,9 @@ class Method:
       records, as it does for the four gain methods).
     measure: the gain measure it needs from the run's shared collection run
       (see :data:`tgroup.gains.MEASURES`), or None.
+    signals: further measures it reads from that run where the TaskSet can
+      give them (``first_order`` is dropped for a TaskSet that scores
+      lookaheads on its ``lookahead_losses``).
     objective: the grouping objective (:data:`tgroup.grouping.OBJECTIVES`)
       when it groups by the gains MIP, or None.
     overlap: a cover (groups may overlap; each task is served by its best
@@ -117,6 +120,7 @@ class Method:
   summary: str
   group: Callable[[Method, Context], Outcome]
   measure: str | None = None
+  signals: tuple[str, ...] = ()
   objective: str | None = None
   overlap: bool = False
   constraints: tuple[str, ...] = CONSTRAINT_NAMES
