@@ -31,6 +31,9 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Seeds of every p
                            "where the problem generates it, initialisation, batches).")
 _PROBLEMS = flags.DEFINE_list("problems", None, "Comma list of problems to run (unset: all of "
                               "the suite: tgroup/study.py).")
+_WARMUP = flags.DEFINE_integer("landscape_warmup_steps", 0, "0: landscape at its default, "
+                               "random θ_0; N: at the all-task network after N steps (landscape "
+                               "and calibrated's landscape signal).")
 flags.adopt_module_key_flags(cli)  # --quiet, --compilation_cache in --helpshort
 _QUICK = flags.DEFINE_bool("quick", False, "Two tiny planted problems, one seed, few steps: "
                            "a smoke run of the whole suite (tests).")
@@ -46,6 +49,8 @@ def main(argv):
     seeds = [int(s) for s in _SEEDS.value]
   except ValueError:
     raise UserError(f"--seeds must be integers, got {_SEEDS.value}") from None
+  if _WARMUP.value < 0:
+    raise UserError(f"--landscape_warmup_steps must be >= 0, got {_WARMUP.value}")
   if not seeds or min(seeds) < 0:
     raise UserError(f"--seeds must name at least one seed, each >= 0, got {_SEEDS.value}")
   problems = suite(_QUICK.value)
@@ -63,7 +68,8 @@ def main(argv):
     reports[problem.name] = []
     for seed in seeds:
       start = time.perf_counter()
-      report = run_one(problem, seed, os.path.join(workdir, f"{problem.name}_s{seed}"))
+      report = run_one(problem, seed, os.path.join(workdir, f"{problem.name}_s{seed}"),
+                       landscape_warmup_steps=_WARMUP.value)
       reports[problem.name].append(report)
       if not quiet:
         print(f"{problem.name} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)

@@ -291,7 +291,7 @@ def _settings(taskset: TaskSet, config: PipelineConfig) -> dict:
       "train_steps": config.train_steps or taskset.train_steps,
       "chunk_size": config.chunk_size,
       "random_draws": config.random_draws,
-      "landscape": dataclasses.asdict(config.landscape),
+      "landscape": config.landscape.to_json(),
       "calibrated": dataclasses.asdict(config.calibrated),
       "resources": dataclasses.asdict(config.resources),
       **({"mesh": config.mesh} if config.mesh else {}),

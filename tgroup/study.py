@@ -100,13 +100,15 @@ def suite(quick: bool = False) -> list[Problem]:
   ]
 
 
-def run_one(problem: Problem, seed: int, workdir: str, quiet: bool = True) -> dict:
+def run_one(problem: Problem, seed: int, workdir: str, quiet: bool = True,
+            landscape_warmup_steps: int = 0) -> dict:
   """One pipeline run of every method; its report."""
   from tgroup import pipeline  # pylint: disable=g-import-not-at-top
   taskset = problem.build(seed)
   config = pipeline.PipelineConfig(
       methods=METHODS, constraints=Constraints(num_groups=problem.num_groups),
-      collect=CollectConfig(seed=seed, quiet=quiet), eval_seeds=(seed,), quiet=quiet)
+      collect=CollectConfig(seed=seed, quiet=quiet), eval_seeds=(seed,), quiet=quiet,
+      landscape=methods_lib.LandscapeConfig(warmup_steps=landscape_warmup_steps))
   return pipeline.run_pipeline(taskset, config, workdir)
 
 

@@ -185,6 +185,7 @@ def _group(method: Method, context: Context) -> Outcome:
   train(batch[:budget])
   rounds = 1
   kappa = settings.kappa
+  row = {g: c for c, g in enumerate(groups)}
   while len(trained) < budget:
     prediction = predictor.fit(_measured(trained)).predict()
     optimistic = _losses(groups, prediction.mean - kappa * prediction.std, trained, alone)
@@ -192,7 +193,6 @@ def _group(method: Method, context: Context) -> Outcome:
     new = [g for g in choice.indices()[0] if len(g) > 1 and g not in trained]
     if not new:
       break
-    row = {g: c for c, g in enumerate(groups)}
     new.sort(key=lambda g: prediction.mean[row[g]] - kappa * prediction.std[row[g]]
              - alone[list(g)].sum())
     train(new[:budget - len(trained)])

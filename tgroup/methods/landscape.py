@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import os
 import time
+from typing import Any
 
 import numpy as np
 
@@ -40,12 +41,22 @@ class LandscapeConfig:
       Above 0: θ_0 is the all-task network after this many training steps
       (the run's optimizer, batches and seed), which carries the model; then
       ``inits`` and ``head_init`` do not apply.
+    params: θ_0 given: parameters of the TaskSet's model (a checkpoint of your
+      own, e.g. a pretrained network), measured as they are; then
+      ``warmup_steps``, ``inits`` and ``head_init`` do not apply. None: as above.
+      report.json records only whether they were given.
   """
   samples: int = 256
   inits: int = 1
   knn: int | None = None
   head_init: str = "same"
   warmup_steps: int = 0
+  params: Any = None
+
+  def to_json(self) -> dict:
+    """The settings for report.json (given parameters are recorded as given, not written)."""
+    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "params"}
+    return {**out, "params": None if self.params is None else "given"}
 
 
 def _check(config, taskset) -> None:
@@ -59,6 +70,8 @@ def _check(config, taskset) -> None:
   if c.warmup_steps < 0:
     raise UserError(f"landscape warmup_steps (--landscape_warmup_steps) must be >= 0, "
                     f"got {c.warmup_steps}")
+  if c.params is not None:
+    _check_params(c.params, taskset)
   if c.knn is not None and not 1 <= c.knn < taskset.num_tasks:
     raise UserError(f"landscape knn (--landscape_knn) must be between 1 and "
                     f"{taskset.num_tasks - 1}, got {c.knn}")
@@ -70,14 +83,28 @@ def dissimilarity(context: Context) -> np.ndarray:
   ts, config = context.taskset, context.config
   settings, seed = config.landscape, config.collect.seed
   mesh = mesh_lib.stage_mesh(config.mesh, "landscape", batch_size=ts.batch_size)
-  theta0 = None
-  if settings.warmup_steps:
+  theta0 = settings.params
+  if theta0 is None and settings.warmup_steps:
     # The all-task network after a few steps: a θ_0 that carries the model.
     from tgroup import train  # pylint: disable=g-import-not-at-top
     theta0 = train.all_task_params(ts, settings.warmup_steps, seed)
   return measure.landscape_dissimilarity(
       ts, num_samples=settings.samples, init_seeds=tuple(range(seed, seed + settings.inits)),
       params=theta0, batch_size=ts.batch_size, head_init=settings.head_init, mesh=mesh)
+
+
+def _check_params(params, taskset) -> None:
+  """A one-line UserError unless ``params`` have the structure and shapes of the model's."""
+  import jax  # pylint: disable=g-import-not-at-top
+  expected = jax.eval_shape(lambda: taskset.init_params(jax.random.key(0)))
+  shapes = lambda tree: jax.tree_util.tree_map(lambda x: tuple(getattr(x, "shape", ())), tree)
+  try:
+    same = shapes(params) == shapes(expected)
+  except (TypeError, ValueError):
+    same = False
+  if not same:
+    raise UserError("landscape params (LandscapeConfig.params) must be parameters of the "
+                    "TaskSet's model, with the structure and shapes its init_params gives")
 
 
 def _group(method: Method, context: Context) -> Outcome:
@@ -104,6 +131,7 @@ def _group(method: Method, context: Context) -> Outcome:
   gains = Gains(ts.tasks, "landscape_dissimilarity", d, np.full((m, m), settings.samples),
                 {"samples": settings.samples, "inits": settings.inits,
                  "head_init": settings.head_init, "warmup_steps": settings.warmup_steps,
+                 "params": settings.to_json()["params"],
                  "seconds": collect_s,
                  "note": "a dissimilarity (lower = the tasks train well together), not a gain"})
   gains.save(os.path.join(context.workdir, "gains_landscape_dissimilarity.json"))
@@ -116,7 +144,7 @@ def _group(method: Method, context: Context) -> Outcome:
                       constraints=c.to_json())
   return Outcome(draws=(grouping.indices(),), grouping=grouping, gains=gains,
                  seconds={"collect": collect_s, "group": group_s}, report=report,
-                 networks=1 if settings.warmup_steps else 0)  # the warm-up run
+                 networks=1 if settings.params is None and settings.warmup_steps else 0)
 
 
 def within_across_ratio(d: np.ndarray, tasks, ground_truth) -> float | None:
