@@ -20,6 +20,7 @@ _PUBLIC = {
     "run_pipeline": "tgroup.pipeline",
     "Resources": "tgroup.resources",
     "LandscapeConfig": "tgroup.methods",
+    "CalibratedConfig": "tgroup.methods",
     "Method": "tgroup.methods",
     "Outcome": "tgroup.methods",
     "UserError": "tgroup.errors",
